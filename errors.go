@@ -232,11 +232,23 @@ func (t DecisionTable) Lookup(provider string, op Operation, code string) (Class
 	return c, ok
 }
 
+// failoverSafe reports whether a failure of this kind proves that money did
+// not move, so another provider may be tried. No table row can make an
+// OutcomeUnknown cascade (DESIGN.md invariant 2).
+func failoverSafe(k Kind) bool {
+	switch k {
+	case KindUnavailable, KindRateLimited, KindAuthentication, KindSoftDecline, KindHardDecline:
+		return true
+	}
+	return false
+}
+
 // DefaultDecision is what happens to a kind when no table row names the
 // code. Declines stop: nobody may cascade on a code nobody classified.
 func DefaultDecision(k Kind) Decision {
 	switch k {
-	case KindUnavailable, KindRateLimited:
+	case KindUnavailable, KindRateLimited, KindAuthentication:
+		// Refused before processing: another provider is safe to try.
 		return DecisionFailover
 	case KindActionRequired:
 		return DecisionStepUp

@@ -1,0 +1,277 @@
+package paymux
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/sony/gobreaker/v2"
+)
+
+// BreakerSettings configures the circuit breaker paymux keeps per provider.
+// The zero value of each field means its default.
+type BreakerSettings struct {
+	// ConsecutiveFailures trips the breaker (default 5).
+	ConsecutiveFailures uint32
+	// FailureRatio trips the breaker when at least MinRequests calls in the
+	// rolling Window failed at this ratio (default 0: off).
+	FailureRatio float64
+	// MinRequests is the sample size FailureRatio needs (default 20).
+	MinRequests uint32
+	// Window is the rolling window of counts (default 60 s, in 6 buckets).
+	Window time.Duration
+	// OpenTimeout is how long the breaker stays open before letting a probe
+	// through (default 30 s).
+	OpenTimeout time.Duration
+	// HalfOpenRequests is how many probes may pass while half-open (default 1).
+	HalfOpenRequests uint32
+}
+
+// RetrySettings configures retries of one attempt on one provider with the
+// same provider idempotency key. The zero value of each field means its
+// default.
+type RetrySettings struct {
+	// MaxRetries after the first call (default 2; negative: none).
+	MaxRetries int
+	// InitialInterval between calls (default 50 ms), growing by Multiplier
+	// (default 2) up to MaxInterval (default 1 s), each randomised by
+	// RandomizationFactor (default 0.5).
+	InitialInterval     time.Duration
+	MaxInterval         time.Duration
+	Multiplier          float64
+	RandomizationFactor float64
+}
+
+// breakerFailure reports whether an error counts against a provider's health.
+// Declines and request errors are the buyer's or the shop's, not the
+// provider's, so they never trip a breaker.
+func breakerFailure(err error) bool {
+	switch KindOf(err) {
+	case KindUnavailable, KindOutcomeUnknown, KindRateLimited, KindAuthentication:
+		return !errors.Is(err, context.Canceled)
+	}
+	return false
+}
+
+// providerBreaker is the circuit breaker around one provider.
+type providerBreaker interface {
+	// Call runs fn unless the breaker is open.
+	Call(fn func() (*ProviderPayment, error)) (*ProviderPayment, error)
+	// Open reports whether calls are being refused.
+	Open() bool
+	State() gobreaker.State
+}
+
+func gobreakerSettings(name string, s BreakerSettings, logger *slog.Logger) gobreaker.Settings {
+	consecutive := s.ConsecutiveFailures
+	if consecutive == 0 {
+		consecutive = 5
+	}
+	minReq := s.MinRequests
+	if minReq == 0 {
+		minReq = 20
+	}
+	window := s.Window
+	if window <= 0 {
+		window = time.Minute
+	}
+	timeout := s.OpenTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ratio := s.FailureRatio
+	return gobreaker.Settings{
+		Name:         name,
+		MaxRequests:  max(s.HalfOpenRequests, 1),
+		Interval:     window,
+		BucketPeriod: window / 6,
+		Timeout:      timeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			if c.ConsecutiveFailures >= consecutive {
+				return true
+			}
+			return ratio > 0 && c.Requests >= minReq && float64(c.TotalFailures) >= ratio*float64(c.Requests)
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			logger.Warn("paymux: circuit breaker changed state", "provider", name, "from", from.String(), "to", to.String())
+		},
+		IsSuccessful: func(err error) bool { return err == nil },
+		IsExcluded:   func(err error) bool { return err != nil && !breakerFailure(err) },
+	}
+}
+
+type localBreaker struct {
+	cb *gobreaker.CircuitBreaker[*ProviderPayment]
+}
+
+func (b localBreaker) Call(fn func() (*ProviderPayment, error)) (*ProviderPayment, error) {
+	return b.cb.Execute(fn)
+}
+func (b localBreaker) Open() bool             { return b.cb.State() == gobreaker.StateOpen }
+func (b localBreaker) State() gobreaker.State { return b.cb.State() }
+
+// sharedBreaker keeps breaker state in a gobreaker.SharedDataStore so that
+// every instance of the shop sees the same state. gobreaker's distributed
+// Execute holds the shared lock for the whole call, which would serialise
+// all payments to a provider across the fleet; instead the state is checked
+// before the call and the outcome recorded after it, each under a short lock.
+type sharedBreaker struct {
+	dcb    *gobreaker.DistributedCircuitBreaker[*ProviderPayment]
+	logger *slog.Logger
+	mu     sync.Mutex // serialises this process's use of the shared state
+}
+
+func (b *sharedBreaker) State() gobreaker.State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, err := b.dcb.State()
+	if err != nil {
+		// The shared store is down: fall back to letting calls through;
+		// the idempotency store, not the breaker, protects the money.
+		b.logger.Warn("paymux: shared breaker state unavailable", "provider", b.dcb.Name(), "err", err)
+		return gobreaker.StateClosed
+	}
+	return st
+}
+
+func (b *sharedBreaker) Open() bool { return b.State() == gobreaker.StateOpen }
+
+func (b *sharedBreaker) Call(fn func() (*ProviderPayment, error)) (*ProviderPayment, error) {
+	if b.Open() {
+		return nil, gobreaker.ErrOpenState
+	}
+	res, err := fn()
+	b.mu.Lock()
+	_, recErr := b.dcb.Execute(func() (*ProviderPayment, error) { return res, err })
+	b.mu.Unlock()
+	if recErr != nil && !errors.Is(recErr, err) && recErr != err {
+		if !errors.Is(recErr, gobreaker.ErrOpenState) && !errors.Is(recErr, gobreaker.ErrTooManyRequests) {
+			b.logger.Warn("paymux: recording shared breaker outcome failed", "provider", b.dcb.Name(), "err", recErr)
+		}
+	}
+	return res, err
+}
+
+func newBreaker(name string, s BreakerSettings, store gobreaker.SharedDataStore, logger *slog.Logger) (providerBreaker, error) {
+	st := gobreakerSettings(name, s, logger)
+	if store == nil {
+		return localBreaker{gobreaker.NewCircuitBreaker[*ProviderPayment](st)}, nil
+	}
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[*ProviderPayment](store, st)
+	if err != nil {
+		return nil, err
+	}
+	return &sharedBreaker{dcb: dcb, logger: logger}, nil
+}
+
+// breakerError turns gobreaker's refusals into Unavailable: the call was
+// never made, so failing over is safe.
+func breakerError(provider string, op Operation, err error) error {
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return &ProviderError{Provider: provider, Operation: op, Kind: KindUnavailable, Code: "breaker_open", Message: "circuit breaker open", Err: err}
+	}
+	return err
+}
+
+func (s RetrySettings) backoff(ctx context.Context) backoff.BackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	if s.InitialInterval > 0 {
+		b.InitialInterval = s.InitialInterval
+	}
+	b.MaxInterval = time.Second
+	if s.MaxInterval > 0 {
+		b.MaxInterval = s.MaxInterval
+	}
+	if s.Multiplier > 0 {
+		b.Multiplier = s.Multiplier
+	}
+	if s.RandomizationFactor > 0 {
+		b.RandomizationFactor = s.RandomizationFactor
+	}
+	b.MaxElapsedTime = 0 // bounded by MaxRetries and ctx instead
+	b.Reset()
+	retries := s.MaxRetries
+	if retries == 0 {
+		retries = 2
+	}
+	if retries < 0 {
+		retries = 0
+	}
+	return backoff.WithContext(backoff.WithMaxRetries(b, uint64(retries)), ctx)
+}
+
+// classify decides what a failed call means: the table row for its code
+// (shop overrides first, then the provider's table), else the default for its
+// kind.
+func (o *Orchestrator) classify(provider string, op Operation, err error) Classification {
+	var pe *ProviderError
+	if !errors.As(err, &pe) {
+		return Classification{Kind: KindOutcomeUnknown, Decision: DecisionStop}
+	}
+	for _, code := range [2]string{pe.Code, pe.DeclineCode} {
+		if code == "" {
+			continue
+		}
+		if c, ok := o.cfg.DecisionOverrides.Lookup(provider, op, code); ok {
+			return c
+		}
+		if p := o.providers[provider]; p != nil {
+			if c, ok := p.table.Lookup(provider, op, code); ok {
+				return c
+			}
+		}
+	}
+	return Classification{Kind: pe.Kind, Decision: DefaultDecision(pe.Kind)}
+}
+
+// callProvider is retry(breaker(call)) for one attempt on one provider. The
+// same provider idempotency key is used on every retry, so the provider
+// de-duplicates them. It returns the last error with its classification.
+func (o *Orchestrator) callProvider(ctx context.Context, p *registeredProvider, op Operation, call func(context.Context) (*ProviderPayment, error)) (*ProviderPayment, Classification, error) {
+	var (
+		res *ProviderPayment
+		cls Classification
+	)
+	operation := func() error {
+		var err error
+		res, err = p.breaker.Call(func() (*ProviderPayment, error) {
+			cctx, cancel := context.WithTimeout(ctx, o.cfg.CallTimeout)
+			defer cancel()
+			return call(cctx)
+		})
+		if err == nil {
+			return nil
+		}
+		err = breakerError(p.name, op, err)
+		cls = o.classify(p.name, op, err)
+		if cls.Decision == DecisionRetry && ctx.Err() == nil {
+			return err
+		}
+		return backoff.Permanent(err)
+	}
+	err := backoff.Retry(operation, o.cfg.Retry.backoff(ctx))
+	if err != nil {
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			err = perm.Err
+		}
+		if cls.Kind == KindNone {
+			cls = o.classify(p.name, op, err)
+		}
+		if cls.Decision == DecisionRetry {
+			// Retries ran out. Only kinds that prove nothing was processed
+			// may move on to another provider.
+			if cls.Kind == KindUnavailable || cls.Kind == KindRateLimited {
+				cls.Decision = DecisionFailover
+			} else {
+				cls.Decision = DecisionStop
+			}
+		}
+		return nil, cls, err
+	}
+	return res, Classification{}, nil
+}
