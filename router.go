@@ -192,11 +192,15 @@ type compiledRule struct {
 type routeTable struct {
 	rules   []compiledRule
 	buckets map[bucketKey][]int32
+	// used[m] says whether any rule fixes exactly the dimensions in mask m
+	// (bit 0 currency, 1 country, 2 campaign); unused shapes are not looked up.
+	used [8]bool
 }
 
 type bucketKey struct {
 	currency Currency
 	country  string
+	campaign string
 }
 
 func buildRouteTable(rules []Rule, known map[string]bool) (*routeTable, error) {
@@ -228,10 +232,17 @@ func buildRouteTable(rules []Rule, known map[string]bool) (*routeTable, error) {
 		if len(countries) == 0 {
 			countries = []string{""}
 		}
+		campaigns := rule.Campaigns
+		if len(campaigns) == 0 {
+			campaigns = []string{""}
+		}
 		for _, cur := range currencies {
 			for _, c := range countries {
-				k := bucketKey{Currency(strings.ToUpper(string(cur))), strings.ToUpper(c)}
-				t.buckets[k] = append(t.buckets[k], int32(i))
+				for _, camp := range campaigns {
+					k := bucketKey{Currency(strings.ToUpper(string(cur))), strings.ToUpper(c), camp}
+					t.buckets[k] = append(t.buckets[k], int32(i))
+					t.used[shapeMask(k)] = true
+				}
 			}
 		}
 	}
@@ -301,18 +312,41 @@ func checkProvider(name string, known, seen map[string]bool) error {
 	return nil
 }
 
-func (t *routeTable) match(req *PaymentRequest) *compiledRule {
-	cur := req.Amount.Currency
-	country := req.Country
-	lists := [4][]int32{
-		t.buckets[bucketKey{cur, country}],
-		t.buckets[bucketKey{cur, ""}],
-		t.buckets[bucketKey{"", country}],
-		t.buckets[bucketKey{"", ""}],
+func shapeMask(k bucketKey) int {
+	m := 0
+	if k.currency != "" {
+		m |= 1
 	}
-	// Merge the four ascending lists, lowest index first, so the first rule
-	// in file order that matches wins.
-	var pos [4]int
+	if k.country != "" {
+		m |= 2
+	}
+	if k.campaign != "" {
+		m |= 4
+	}
+	return m
+}
+
+func (t *routeTable) match(req *PaymentRequest) *compiledRule {
+	var lists [8][]int32
+	for m := 0; m < 8; m++ {
+		if !t.used[m] {
+			continue
+		}
+		var k bucketKey
+		if m&1 != 0 {
+			k.currency = req.Amount.Currency
+		}
+		if m&2 != 0 {
+			k.country = req.Country
+		}
+		if m&4 != 0 {
+			k.campaign = req.Campaign
+		}
+		lists[m] = t.buckets[k]
+	}
+	// Merge the ascending lists, lowest index first, so the first rule in
+	// file order that matches wins.
+	var pos [8]int
 	for {
 		best := int32(-1)
 		bi := -1
