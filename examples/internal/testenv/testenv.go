@@ -1,0 +1,121 @@
+// Package testenv connects example tests to the real servers on this machine,
+// skipping (or, with PAYMUX_REQUIRE_SERVICES=1, failing) when one is down.
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/redis/go-redis/v9"
+	_ "modernc.org/sqlite"
+)
+
+// Unavailable skips or fails the test for a missing server.
+func Unavailable(t testing.TB, what, envVar string, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("%s unreachable (%v); set %s to point at one", what, err, envVar)
+	if os.Getenv("PAYMUX_REQUIRE_SERVICES") == "1" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// PostgresDSN is the DSN the tests use.
+func PostgresDSN() string {
+	return env("PAYMUX_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+}
+
+// MySQLDSN is the DSN the tests use.
+func MySQLDSN() string {
+	return env("PAYMUX_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test?parseTime=true&multiStatements=true")
+}
+
+// RedisURL is the URL the tests use.
+func RedisURL() string { return env("PAYMUX_REDIS_URL", "redis://127.0.0.1:6379/0") }
+
+// NATSURL is the URL the tests use.
+func NATSURL() string { return env("PAYMUX_NATS_URL", "nats://127.0.0.1:4222") }
+
+func ping(t testing.TB, db *sql.DB, what, envVar string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		Unavailable(t, what, envVar, err)
+	}
+	t.Cleanup(func() { db.Close() })
+}
+
+// Postgres opens the test database.
+func Postgres(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", PostgresDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, db, "PostgreSQL", "PAYMUX_POSTGRES_DSN")
+	return db
+}
+
+// MySQL opens the test database.
+func MySQL(t testing.TB) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("mysql", MySQLDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping(t, db, "MySQL/MariaDB", "PAYMUX_MYSQL_DSN")
+	return db
+}
+
+// SQLite opens a fresh database file in a temporary directory.
+func SQLite(t testing.TB) *sql.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// Redis connects to the test server.
+func Redis(t testing.TB) *redis.Client {
+	t.Helper()
+	opt, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		Unavailable(t, "Redis", "PAYMUX_REDIS_URL", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Prefix returns a unique table or key prefix for one test.
+func Prefix(name string) string {
+	return fmt.Sprintf("t%s%x_", name, rand.Uint32())
+}

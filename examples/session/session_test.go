@@ -1,0 +1,310 @@
+package session_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/paymux/paymux/examples/internal/sqlutil"
+	"github.com/paymux/paymux/examples/internal/testenv"
+	"github.com/paymux/paymux/examples/session"
+)
+
+const key = "test-signing-key-0123456789abcdef0123456789"
+
+type bundle struct {
+	srv   *httptest.Server
+	svc   *session.Service
+	store session.Store
+}
+
+func stores(t *testing.T) map[string]func(t *testing.T) session.Store {
+	return map[string]func(t *testing.T) session.Store{
+		"memory": func(t *testing.T) session.Store { return session.NewMemoryStore() },
+		"sqlite": func(t *testing.T) session.Store { return sqlStore(t, testenv.SQLite(t), sqlutil.SQLite) },
+		"postgres": func(t *testing.T) session.Store {
+			return sqlStore(t, testenv.Postgres(t), sqlutil.Postgres)
+		},
+		"mysql": func(t *testing.T) session.Store { return sqlStore(t, testenv.MySQL(t), sqlutil.MySQL) },
+		"redis": func(t *testing.T) session.Store {
+			return session.NewRedisStore(testenv.Redis(t), testenv.Prefix("sess")+":")
+		},
+	}
+}
+
+func sqlStore(t *testing.T, db *sql.DB, d sqlutil.Dialect) session.Store {
+	t.Helper()
+	s := session.NewSQLStore(db, d, testenv.Prefix("s"))
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Drop(context.Background()) })
+	return s
+}
+
+func setup(t *testing.T, st session.Store, cfg session.Config) *bundle {
+	t.Helper()
+	cfg.Store = st
+	cfg.SigningKey = key
+	cfg.Dev = true
+	cfg.BcryptCost = bcrypt.MinCost
+	svc, err := session.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Seed(context.Background(), []session.SeedUser{{Email: "ana@example.com", Password: "drop-2026", Country: "DE"}}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &bundle{srv: srv, svc: svc, store: st}
+}
+
+// client is a browser: a cookie jar plus the CSRF header.
+type client struct {
+	t    *testing.T
+	http *http.Client
+	base string
+}
+
+func newClient(t *testing.T, b *bundle) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, http: &http.Client{Jar: jar}, base: b.srv.URL}
+}
+
+func (c *client) cookie(name string) string {
+	u, _ := url.Parse(c.base + "/api/session")
+	for _, ck := range c.http.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	return ""
+}
+
+func (c *client) do(method, path, body string, csrf bool) (int, map[string]any) {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if csrf {
+		req.Header.Set(session.CSRFHeader, c.cookie(session.CSRFCookie))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (c *client) login() {
+	c.t.Helper()
+	c.do("GET", "/api/session/csrf", "", false)
+	if code, out := c.do("POST", "/api/session/login", `{"email":"ana@example.com","password":"drop-2026"}`, true); code != 200 {
+		c.t.Fatalf("login: %d %v", code, out)
+	}
+}
+
+func TestSessionFlows(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := mk(t)
+			t.Run("login, me, wrong password", func(t *testing.T) {
+				b := setup(t, st, session.Config{})
+				c := newClient(t, b)
+				c.do("GET", "/api/session/csrf", "", false)
+				if code, _ := c.do("POST", "/api/session/login", `{"email":"ana@example.com","password":"nope"}`, true); code != 401 {
+					t.Fatalf("wrong password: %d", code)
+				}
+				c.login()
+				if code, out := c.do("GET", "/api/session/me", "", false); code != 200 || !strings.Contains(toJSON(out), "ana@example.com") {
+					t.Fatalf("me: %d %v", code, out)
+				}
+			})
+			t.Run("refresh rotates and reuse revokes the family", func(t *testing.T) {
+				b := setup(t, st, session.Config{})
+				c := newClient(t, b)
+				c.login()
+				old := c.cookie(session.RefreshCookie)
+				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+					t.Fatalf("refresh: %d", code)
+				}
+				fresh := c.cookie(session.RefreshCookie)
+				if fresh == old || fresh == "" {
+					t.Fatal("refresh token did not rotate")
+				}
+				// An attacker replays the spent token.
+				thief := newClient(t, b)
+				thief.do("GET", "/api/session/csrf", "", false)
+				u, _ := url.Parse(b.srv.URL + "/api/session")
+				thief.http.Jar.SetCookies(u, []*http.Cookie{{Name: session.RefreshCookie, Value: old, Path: "/api/session"}})
+				if code, _ := thief.do("POST", "/api/session/refresh", "", true); code != 401 {
+					t.Fatalf("reused token accepted: %d", code)
+				}
+				// The whole family is dead, including the victim's fresh token.
+				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 401 {
+					t.Fatalf("family not revoked: %d", code)
+				}
+			})
+			t.Run("logout-all kills access tokens", func(t *testing.T) {
+				b := setup(t, st, session.Config{})
+				c1, c2 := newClient(t, b), newClient(t, b)
+				c1.login()
+				c2.login()
+				if code, _ := c1.do("POST", "/api/session/logout-all", "", true); code != 200 {
+					t.Fatalf("logout-all: %d", code)
+				}
+				time.Sleep(2100 * time.Millisecond) // the epoch cache lives 2 s
+				if code, _ := c2.do("GET", "/api/session/me", "", false); code != 401 {
+					t.Fatalf("other device still signed in: %d", code)
+				}
+				if code, _ := c2.do("POST", "/api/session/refresh", "", true); code != 401 {
+					t.Fatalf("other device could refresh: %d", code)
+				}
+			})
+			t.Run("anonymous cart merges on login", func(t *testing.T) {
+				b := setup(t, st, session.Config{})
+				c := newClient(t, b)
+				c.do("GET", "/api/session/csrf", "", false)
+				if code, out := c.do("POST", "/api/cart/items", `{"product_id":"sneaker-nova","quantity":2}`, true); code != 200 {
+					t.Fatalf("add: %d %v", code, out)
+				}
+				c.login()
+				code, out := c.do("GET", "/api/cart", "", false)
+				if code != 200 || !strings.Contains(toJSON(out), `"sneaker-nova"`) {
+					t.Fatalf("cart after login: %d %v", code, out)
+				}
+				// A new device sees the saved cart.
+				c2 := newClient(t, b)
+				c2.login()
+				if _, out := c2.do("GET", "/api/cart", "", false); !strings.Contains(toJSON(out), `"quantity":2`) {
+					t.Fatalf("saved cart: %v", out)
+				}
+			})
+		})
+	}
+}
+
+func TestCSRFRequiredOnCookieWrites(t *testing.T) {
+	t.Parallel()
+	b := setup(t, session.NewMemoryStore(), session.Config{})
+	c := newClient(t, b)
+	c.login()
+	if code, _ := c.do("POST", "/api/cart/items", `{"product_id":"p","quantity":1}`, false); code != 403 {
+		t.Fatalf("write without CSRF token: %d", code)
+	}
+	if code, _ := c.do("POST", "/api/cart/items", `{"product_id":"p","quantity":1}`, true); code != 200 {
+		t.Fatalf("write with CSRF token: %d", code)
+	}
+}
+
+func TestForgedCartCookieIsIgnored(t *testing.T) {
+	t.Parallel()
+	b := setup(t, session.NewMemoryStore(), session.Config{})
+	c := newClient(t, b)
+	u, _ := url.Parse(b.srv.URL)
+	c.http.Jar.SetCookies(u, []*http.Cookie{{Name: session.CartCookie, Value: "eyJpdGVtcyI6W3sicHJvZHVjdF9pZCI6IngiLCJxdWFudGl0eSI6OX1dfQ.forged", Path: "/"}})
+	if _, out := c.do("GET", "/api/cart", "", false); strings.Contains(toJSON(out), `"x"`) {
+		t.Fatalf("forged cart accepted: %v", out)
+	}
+}
+
+func TestLoginRateLimitPerIP(t *testing.T) {
+	t.Parallel()
+	b := setup(t, session.NewMemoryStore(), session.Config{LoginRate: 1, LoginBurst: 3})
+	c := newClient(t, b)
+	c.do("GET", "/api/session/csrf", "", false)
+	codes := map[int]int{}
+	for i := 0; i < 6; i++ {
+		code, _ := c.do("POST", "/api/session/login", `{"email":"ana@example.com","password":"bad"}`, true)
+		codes[code]++
+	}
+	if codes[429] == 0 {
+		t.Fatalf("no 429 after a burst: %v", codes)
+	}
+}
+
+func TestCookiesAreHttpOnlyLaxAndSecureOutsideLocalDev(t *testing.T) {
+	t.Parallel()
+	st := session.NewMemoryStore()
+	svc, err := session.New(session.Config{Store: st, SigningKey: key, BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = svc.Seed(context.Background(), []session.SeedUser{{Email: "a@b.c", Password: "pw", Country: "US"}})
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "http://localhost/api/session/login", strings.NewReader(`{"email":"a@b.c","password":"pw"}`))
+	mux.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("login: %d %s", rec.Code, rec.Body)
+	}
+	for _, ck := range rec.Result().Cookies() {
+		if !ck.Secure || ck.SameSite != http.SameSiteLaxMode {
+			t.Errorf("cookie %s: secure=%v samesite=%v", ck.Name, ck.Secure, ck.SameSite)
+		}
+		if ck.Name != session.CSRFCookie && !ck.HttpOnly {
+			t.Errorf("cookie %s is readable by scripts", ck.Name)
+		}
+	}
+}
+
+func TestConsumeRefreshRaceHasOneWinner(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := mk(t)
+			ctx := context.Background()
+			tok := session.RefreshToken{Hash: "h-" + name, UserID: "u", Family: "f", ExpiresAt: time.Now().Add(time.Hour)}
+			if err := st.InsertRefresh(ctx, tok); err != nil {
+				t.Fatal(err)
+			}
+			var wins, reused atomic.Int32
+			var wg sync.WaitGroup
+			for i := 0; i < 16; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := st.ConsumeRefresh(ctx, tok.Hash, time.Now())
+					switch {
+					case err == nil:
+						wins.Add(1)
+					case errors.Is(err, session.ErrRefreshReused):
+						reused.Add(1)
+					default:
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if wins.Load() != 1 || reused.Load() != 15 {
+				t.Fatalf("wins=%d reused=%d", wins.Load(), reused.Load())
+			}
+		})
+	}
+}
+
+func toJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}

@@ -1,0 +1,67 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// User is a shop account.
+type User struct {
+	ID           string
+	Email        string
+	PasswordHash []byte
+	Country      string
+	// Epoch is bumped by revoke-all; access tokens carry the epoch they were
+	// issued under and die with it.
+	Epoch int64
+}
+
+// RefreshToken is stored by the SHA-256 of its value, never the value.
+type RefreshToken struct {
+	Hash      string
+	UserID    string
+	Family    string // every rotation of one login shares a family
+	ExpiresAt time.Time
+	Used      bool
+	Revoked   bool
+}
+
+// CartItem is one line of a cart.
+type CartItem struct {
+	ProductID string `json:"product_id"`
+	Quantity  int    `json:"quantity"`
+}
+
+// Cart is a buyer's cart.
+type Cart struct {
+	Items []CartItem `json:"items"`
+}
+
+// Store errors.
+var (
+	ErrNotFound      = errors.New("session: not found")
+	ErrRefreshReused = errors.New("session: refresh token reused")
+	ErrRefreshDead   = errors.New("session: refresh token expired or revoked")
+)
+
+// Store keeps users, refresh tokens and carts. Implementations: memory
+// (tests), SQL and Redis, matching whichever store paymux uses.
+type Store interface {
+	PutUser(ctx context.Context, u User) error
+	UserByEmail(ctx context.Context, email string) (User, error)
+	UserByID(ctx context.Context, id string) (User, error)
+	// BumpEpoch revokes every access token of the user.
+	BumpEpoch(ctx context.Context, userID string) error
+
+	InsertRefresh(ctx context.Context, t RefreshToken) error
+	// ConsumeRefresh atomically marks the token used and returns it. A token
+	// used before gives ErrRefreshReused (the caller revokes its family); an
+	// unknown, expired or revoked one gives ErrRefreshDead.
+	ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error)
+	RevokeFamily(ctx context.Context, family string) error
+	RevokeUser(ctx context.Context, userID string) error
+
+	GetCart(ctx context.Context, userID string) (Cart, error)
+	PutCart(ctx context.Context, userID string, c Cart) error
+}

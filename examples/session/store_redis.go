@@ -1,0 +1,181 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStore keeps sessions and carts in Redis. Keys of one user share a
+// hash tag, so the store works on Redis Cluster.
+type RedisStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore wraps rdb; prefix defaults to "shop:".
+func NewRedisStore(rdb redis.UniversalClient, prefix string) *RedisStore {
+	if prefix == "" {
+		prefix = "shop:"
+	}
+	return &RedisStore{rdb: rdb, prefix: prefix}
+}
+
+func (s *RedisStore) userKey(id string) string { return s.prefix + "user:{" + id + "}" }
+func (s *RedisStore) emailKey(email string) string {
+	return s.prefix + "email:" + strings.ToLower(email)
+}
+func (s *RedisStore) cartKey(id string) string   { return s.prefix + "cart:{" + id + "}" }
+func (s *RedisStore) refreshKey(h string) string { return s.prefix + "refresh:" + h }
+func (s *RedisStore) familyKey(f string) string  { return s.prefix + "family:" + f }
+func (s *RedisStore) userTokensKey(id string) string {
+	return s.prefix + "usertokens:{" + id + "}"
+}
+
+type redisUser struct {
+	ID, Email, Country string
+	PasswordHash       []byte
+}
+
+func (s *RedisStore) PutUser(ctx context.Context, u User) error {
+	raw, err := json.Marshal(redisUser{u.ID, strings.ToLower(u.Email), u.Country, u.PasswordHash})
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.userKey(u.ID), "data", raw)
+		p.HSetNX(ctx, s.userKey(u.ID), "epoch", u.Epoch)
+		p.Set(ctx, s.emailKey(u.Email), u.ID, 0)
+		return nil
+	})
+	return err
+}
+
+func (s *RedisStore) UserByEmail(ctx context.Context, email string) (User, error) {
+	id, err := s.rdb.Get(ctx, s.emailKey(email)).Result()
+	if errors.Is(err, redis.Nil) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, err
+	}
+	return s.UserByID(ctx, id)
+}
+
+func (s *RedisStore) UserByID(ctx context.Context, id string) (User, error) {
+	vals, err := s.rdb.HMGet(ctx, s.userKey(id), "data", "epoch").Result()
+	if err != nil {
+		return User{}, err
+	}
+	raw, _ := vals[0].(string)
+	if raw == "" {
+		return User{}, ErrNotFound
+	}
+	var ru redisUser
+	if err := json.Unmarshal([]byte(raw), &ru); err != nil {
+		return User{}, err
+	}
+	epoch, _ := strconv.ParseInt(func() string { s, _ := vals[1].(string); return s }(), 10, 64)
+	return User{ID: ru.ID, Email: ru.Email, Country: ru.Country, PasswordHash: ru.PasswordHash, Epoch: epoch}, nil
+}
+
+func (s *RedisStore) BumpEpoch(ctx context.Context, userID string) error {
+	return s.rdb.HIncrBy(ctx, s.userKey(userID), "epoch", 1).Err()
+}
+
+func (s *RedisStore) InsertRefresh(ctx context.Context, t RefreshToken) error {
+	ttl := time.Until(t.ExpiresAt)
+	if ttl <= 0 {
+		ttl = time.Second
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.refreshKey(t.Hash), "user", t.UserID, "family", t.Family, "exp", t.ExpiresAt.UnixMilli(), "used", 0, "revoked", 0)
+		p.PExpire(ctx, s.refreshKey(t.Hash), ttl)
+		p.SAdd(ctx, s.familyKey(t.Family), t.Hash)
+		p.PExpire(ctx, s.familyKey(t.Family), ttl+time.Hour)
+		p.SAdd(ctx, s.userTokensKey(t.UserID), t.Hash)
+		return nil
+	})
+	return err
+}
+
+// consumeScript marks a token used if it is live and unused, in one step.
+// Returns {status, user, family, exp}: status 0 ok, 1 reused, 2 dead.
+var consumeScript = redis.NewScript(`
+local t = redis.call('HMGET', KEYS[1], 'user', 'family', 'exp', 'used', 'revoked')
+if not t[1] then return {2, '', '', '0'} end
+if t[5] == '1' or tonumber(t[3]) <= tonumber(ARGV[1]) then return {2, t[1], t[2], t[3]} end
+if t[4] == '1' then return {1, t[1], t[2], t[3]} end
+redis.call('HSET', KEYS[1], 'used', 1)
+return {0, t[1], t[2], t[3]}
+`)
+
+func (s *RedisStore) ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error) {
+	res, err := consumeScript.Run(ctx, s.rdb, []string{s.refreshKey(hash)}, now.UnixMilli()).Slice()
+	if err != nil {
+		return RefreshToken{}, err
+	}
+	status, _ := res[0].(int64)
+	user, _ := res[1].(string)
+	family, _ := res[2].(string)
+	expS, _ := res[3].(string)
+	exp, _ := strconv.ParseInt(expS, 10, 64)
+	t := RefreshToken{Hash: hash, UserID: user, Family: family, ExpiresAt: time.UnixMilli(exp), Used: true}
+	switch status {
+	case 0:
+		return t, nil
+	case 1:
+		return t, ErrRefreshReused
+	}
+	return t, ErrRefreshDead
+}
+
+func (s *RedisStore) revokeSet(ctx context.Context, setKey string) error {
+	hashes, err := s.rdb.SMembers(ctx, setKey).Result()
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, h := range hashes {
+			// HSET on a missing (expired) key would recreate it without a TTL.
+			p.Do(ctx, "EVAL", `if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', 1) end return 0`, 1, s.refreshKey(h))
+		}
+		return nil
+	})
+	return err
+}
+
+func (s *RedisStore) RevokeFamily(ctx context.Context, family string) error {
+	return s.revokeSet(ctx, s.familyKey(family))
+}
+
+func (s *RedisStore) RevokeUser(ctx context.Context, userID string) error {
+	return s.revokeSet(ctx, s.userTokensKey(userID))
+}
+
+func (s *RedisStore) GetCart(ctx context.Context, userID string) (Cart, error) {
+	raw, err := s.rdb.Get(ctx, s.cartKey(userID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Cart{}, nil
+	}
+	if err != nil {
+		return Cart{}, err
+	}
+	var c Cart
+	return c, json.Unmarshal(raw, &c)
+}
+
+func (s *RedisStore) PutCart(ctx context.Context, userID string, c Cart) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.rdb.Set(ctx, s.cartKey(userID), raw, 30*24*time.Hour).Err()
+}
