@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/paymux/paymux"
 )
@@ -13,7 +14,12 @@ import (
 // Harness builds a fresh adapter wired to a fresh fake for each subtest.
 type Harness struct {
 	// New returns a fixture; it registers its own cleanup with t.Cleanup.
+	// Run calls it once per subtest, from parallel subtests unless Serial is
+	// set, so each fixture needs its own fake (or at least its own Faults).
 	New func(t *testing.T) *Fixture
+	// Serial runs the subtests one after another, for fixtures that share
+	// one outside server (stripe-mock, a sandbox).
+	Serial bool
 }
 
 // Fixture is one adapter plus the fake behind it.
@@ -27,8 +33,10 @@ type Fixture struct {
 	HardDecline paymux.PaymentMethod // e.g. stolen card: a hard decline
 	SoftDecline paymux.PaymentMethod // e.g. issuer unavailable / processing error
 	ThreeDS     paymux.PaymentMethod // requires 3-D Secure (empty: skip)
-	// Approve3DS completes the buyer's action for a payment that returned
-	// requires_action (3-D Secure or a PayPal approval); nil: skip.
+	// CompleteAction completes the buyer's action for a payment that
+	// returned requires_action (3-D Secure or a PayPal approval); afterwards
+	// Lookup must report it authorized (manual capture) or captured
+	// (automatic). nil: skip.
 	CompleteAction func(ctx context.Context, ref string) error
 	// Faults drives the fake's fault injection.
 	Faults *Faults
@@ -40,6 +48,26 @@ type Fixture struct {
 	SignWebhook func(t *testing.T, ev WebhookEvent) (http.Header, []byte)
 	// Caps says which optional parts the suite tests.
 	Caps Caps
+
+	// Optional fields, added after the first version; their zero values
+	// keep the earlier behaviour.
+
+	// Amount is the amount in minor units of the suite's payments; 0 means
+	// 1000. Choose one the provider approves (Braintree declines 2000.00 to
+	// 3000.99 in its sandbox).
+	Amount int64
+	// InsufficientFunds is a test value declined for insufficient funds: a
+	// soft decline that must not cascade (empty: skip).
+	InsufficientFunds paymux.PaymentMethod
+	// UnknownReference is a well-formed reference the provider has never
+	// issued, for the NotFound test; "" means "does_not_exist_0000".
+	UnknownReference string
+	// SignWebhookWrongSecret is like SignWebhook but signs with a secret
+	// the adapter does not know (nil: skip that test).
+	SignWebhookWrongSecret func(t *testing.T, ev WebhookEvent) (http.Header, []byte)
+	// Now is the adapter's clock, for webhook timestamps; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // WebhookEvent describes a webhook for SignWebhook to build.
@@ -49,6 +77,9 @@ type WebhookEvent struct {
 	ProviderRef string
 	PaymentKey  string
 	Amount      paymux.Money
+	// At is the signing time; zero means now. Honoured by fixtures that set
+	// Caps.WebhookTimestamps.
+	At time.Time
 }
 
 // Caps switches optional parts of the suite on.
@@ -66,4 +97,12 @@ type Caps struct {
 	// IdempotentKeys: the provider de-duplicates by ProviderKey, so a retry
 	// with the same key never charges twice.
 	IdempotentKeys bool
+	// IdempotencyConflict: a ProviderKey reused with different parameters
+	// is refused with KindConflict (Stripe). Without it the suite only
+	// checks that no second charge happens (PayPal replays the first).
+	IdempotencyConflict bool
+	// WebhookTimestamps: the signature covers a timestamp, SignWebhook
+	// honours WebhookEvent.At, and ParseWebhook refuses one older than its
+	// tolerance with ErrWebhookTooOld.
+	WebhookTimestamps bool
 }
