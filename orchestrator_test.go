@@ -254,7 +254,7 @@ func TestInvariant2DeclinesCascadeOnlyWhenClassified(t *testing.T) {
 		wantProvider string
 		wantErr      error
 	}{
-		{sim.TokenSoftDecline, "b", nil},                       // issuer unavailable: another acquirer may succeed
+		{sim.TokenSoftDecline, "b", nil},                      // issuer unavailable: another acquirer may succeed
 		{sim.TokenInsufficientFunds, "a", paymux.ErrDeclined}, // another acquirer will not find the money
 		{sim.TokenHardDecline, "a", paymux.ErrHardDecline},
 	}
