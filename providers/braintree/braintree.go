@@ -7,9 +7,15 @@
 // other methods. Every mutating call that Braintree documents with an
 // apiRequestKey ("At-Most-Once Processing", a top-level input field, 30-day
 // window) carries paymux's provider key there, so a retry of the same attempt
-// returns the same transaction instead of charging twice. The transaction's
-// orderId is the paymux key, so Lookup can find a payment whose reference was
-// lost by searching transactions by orderId.
+// returns the same transaction instead of charging twice.
+//
+// The transaction's orderId is "<paymux key>#<provider key>" (the paymux key
+// alone when that would pass Braintree's limit), so that Lookup can find a
+// payment whose reference was lost by searching orderId: by the attempt's
+// provider key (endsWith) or by the paymux key (startsWith). Braintree does
+// not expose apiRequestKey in search. A distinct orderId per attempt also
+// keeps PayPal, which refuses duplicate invoice numbers, from refusing a
+// second attempt of the same order.
 package braintree
 
 import (
@@ -202,7 +208,7 @@ func (p *Provider) Authorize(ctx context.Context, req *paymux.AuthorizeRequest) 
 	}
 	txn := map[string]any{
 		"amount":  req.Amount.Decimal(),
-		"orderId": req.PaymentKey,
+		"orderId": orderID(req.PaymentKey, req.ProviderKey, req.Method.Type),
 	}
 	if acct := p.accounts[req.Amount.Currency]; acct != "" {
 		txn["merchantAccountId"] = acct
@@ -378,9 +384,41 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 		}
 		return p.toPayment(op, data.Node, req.Amount.Currency)
 	}
-	if req.PaymentKey == "" {
-		return nil, p.invalid(op, "reference or payment key is required")
+	if req.PaymentKey == "" && req.ProviderKey == "" {
+		return nil, p.invalid(op, "reference, provider key or payment key is required")
 	}
+	if req.ProviderKey != "" {
+		// The attempt's own transaction, whatever its outcome.
+		best, err := p.searchOrderID(ctx, map[string]any{"endsWith": orderIDSep + req.ProviderKey}, func(id string) bool {
+			_, pk := splitOrderID(id)
+			return pk == req.ProviderKey
+		})
+		if err != nil {
+			return nil, err
+		}
+		if best != nil {
+			return p.toPayment(op, best, req.Amount.Currency)
+		}
+	}
+	if req.PaymentKey != "" {
+		best, err := p.searchOrderID(ctx, map[string]any{"startsWith": req.PaymentKey}, func(id string) bool {
+			key, _ := splitOrderID(id)
+			return key == req.PaymentKey
+		})
+		if err != nil {
+			return nil, err
+		}
+		if best != nil {
+			return p.toPayment(op, best, req.Amount.Currency)
+		}
+	}
+	return nil, &paymux.ProviderError{Provider: p.name, Operation: op, Kind: paymux.KindNotFound, Code: "NOT_FOUND", Message: "no transaction with that order id"}
+}
+
+// searchOrderID searches transactions by orderId and returns the best of
+// those match accepts: one that did not fail (money moved on it), else the
+// newest.
+func (p *Provider) searchOrderID(ctx context.Context, cond map[string]any, match func(orderID string) bool) (*gqlTransaction, error) {
 	query := "query search($input: TransactionSearchInput!) { search { transactions(input: $input) { edges { node { " + transactionFields + " } } } } }"
 	var data struct {
 		Search struct {
@@ -391,26 +429,52 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 			} `json:"transactions"`
 		} `json:"search"`
 	}
-	vars := map[string]any{"input": map[string]any{"orderId": map[string]any{"is": req.PaymentKey}}}
-	if err := p.do(ctx, op, false, query, vars, &data); err != nil {
+	if err := p.do(ctx, paymux.OpLookup, false, query, map[string]any{"input": map[string]any{"orderId": cond}}, &data); err != nil {
 		return nil, err
 	}
 	var best *gqlTransaction
 	for _, e := range data.Search.Transactions.Edges {
-		if e.Node == nil {
+		n := e.Node
+		if n == nil || !match(n.OrderID) {
 			continue
 		}
-		// Several attempts may share the orderId (a decline, then a 3-D
-		// Secure retry): money moved on the one that did not fail.
-		if best == nil || (isFailedStatus(best.Status) && !isFailedStatus(e.Node.Status)) ||
-			(isFailedStatus(best.Status) == isFailedStatus(e.Node.Status) && e.Node.CreatedAt > best.CreatedAt) {
-			best = e.Node
+		if best == nil || (isFailedStatus(best.Status) && !isFailedStatus(n.Status)) ||
+			(isFailedStatus(best.Status) == isFailedStatus(n.Status) && n.CreatedAt > best.CreatedAt) {
+			best = n
 		}
 	}
-	if best == nil {
-		return nil, &paymux.ProviderError{Provider: p.name, Operation: op, Kind: paymux.KindNotFound, Code: "NOT_FOUND", Message: "no transaction with that order id"}
+	return best, nil
+}
+
+// orderIDSep separates the paymux key from the provider key in orderId.
+// Provider keys ("pmx_" + hex) never contain it, so the last one splits.
+const orderIDSep = "#"
+
+// orderID builds the transaction's orderId; Braintree allows 255
+// characters, 127 for PayPal.
+func orderID(paymentKey, providerKey string, m paymux.MethodType) string {
+	limit := 255
+	if m == paymux.MethodPayPal {
+		limit = 127
 	}
-	return p.toPayment(op, best, req.Amount.Currency)
+	id := paymentKey
+	if providerKey != "" {
+		id = paymentKey + orderIDSep + providerKey
+	}
+	if len(id) > limit {
+		return paymentKey
+	}
+	return id
+}
+
+// splitOrderID is the inverse of orderID: the paymux key and the provider
+// key ("" when orderId holds the paymux key alone).
+func splitOrderID(id string) (paymentKey, providerKey string) {
+	i := strings.LastIndex(id, orderIDSep)
+	if i < 0 || !strings.HasPrefix(id[i+1:], "pmx_") || strings.ContainsAny(id[i+1:], orderIDSep) {
+		return id, ""
+	}
+	return id[:i], id[i+1:]
 }
 
 func (p *Provider) invalid(op paymux.Operation, msg string) error {

@@ -197,9 +197,10 @@ func (p *Provider) graphQLError(op paymux.Operation, mutating bool, status int, 
 		switch {
 		case mentionsAPIRequestKey(e):
 			// The key was used with other input, or the first request with
-			// it is still in flight: a transaction under this key may exist
-			// or be about to. Not a failure to act on; reconcile.
-			pe.Kind, pe.Code = paymux.KindOutcomeUnknown, codeAPIRequestKey
+			// it is still in flight. Braintree refused this request (Conflict),
+			// but a transaction under the key may exist or be about to: the
+			// decision table makes the payment unknown, to be reconciled.
+			pe.Kind, pe.Code = paymux.KindConflict, codeAPIRequestKey
 		case conflictLegacyCodes[e.Extensions.LegacyCode]:
 			pe.Kind, pe.Code = paymux.KindConflict, codeStateConflict
 		}

@@ -66,9 +66,10 @@ func gatewayRejectionKind(reason string) paymux.Kind {
 		// The buyer must authenticate in the browser and bring a new nonce.
 		return paymux.KindActionRequired
 	case "duplicate":
-		// The original transaction may have succeeded (PROVIDERS.md 6):
-		// never retry, never fail over; reconcile instead.
-		return paymux.KindOutcomeUnknown
+		// Braintree refused it as a duplicate; the original transaction may
+		// have succeeded (PROVIDERS.md 6). The table row says what that
+		// means for the money.
+		return paymux.KindConflict
 	case "application_incomplete", "manual_transactions_disabled", "union_pay_enrollment_required":
 		return paymux.KindInvalidRequest
 	}
@@ -111,6 +112,9 @@ func decisionTable(name string) paymux.DecisionTable {
 	for _, r := range []string{"application_incomplete", "manual_transactions_disabled", "union_pay_enrollment_required"} {
 		row("gateway_rejected:"+r, paymux.KindInvalidRequest, paymux.DecisionStop)
 	}
+	// Refused requests whose twin may have moved money: never retry, never
+	// fail over, and do not fail the payment either. OutcomeUnknown makes
+	// the orchestrator mark it unknown and reconcile it by Lookup.
 	row("gateway_rejected:duplicate", paymux.KindOutcomeUnknown, paymux.DecisionStop)
 
 	// GraphQL error classes.

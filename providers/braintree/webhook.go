@@ -185,12 +185,14 @@ func (p *Provider) parseNotification(payload string, raw []byte) (*paymux.Event,
 	switch {
 	case txn != nil:
 		subjectID, amount, currency = txn.ID, txn.Amount, txn.CurrencyIsoCode
-		ev.ProviderRef, ev.PaymentKey = txn.ID, txn.OrderID
+		ev.ProviderRef = txn.ID
+		ev.PaymentKey, _ = splitOrderID(txn.OrderID)
 	case n.Subject.Dispute != nil:
 		d := n.Subject.Dispute
 		subjectID, amount, currency = d.ID, d.Amount, d.CurrencyIsoCode
 		if d.Transaction != nil {
-			ev.ProviderRef, ev.PaymentKey = d.Transaction.ID, d.Transaction.OrderID
+			ev.ProviderRef = d.Transaction.ID
+			ev.PaymentKey, _ = splitOrderID(d.Transaction.OrderID)
 			if currency == "" {
 				currency = d.Transaction.CurrencyIsoCode
 			}

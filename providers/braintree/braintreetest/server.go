@@ -186,6 +186,20 @@ func (s *Server) Charges(orderID string) int {
 	return s.charges[orderID]
 }
 
+// ChargesFunc reports how many transactions moved money for all orderIds
+// match accepts (paymux's adapter appends the attempt's key to the orderId).
+func (s *Server) ChargesFunc(match func(orderID string) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, c := range s.charges {
+		if match(id) {
+			n += c
+		}
+	}
+	return n
+}
+
 // Transaction is a read-only view of a fake transaction.
 type Transaction struct {
 	ID, OrderID, Status          string
@@ -617,12 +631,37 @@ func (s *Server) node(id string) (int, response) {
 }
 
 func (s *Server) search(input map[string]any) (int, response) {
-	orderID := str(input, "orderId", "is")
+	cond, _ := input["orderId"].(map[string]any)
+	if len(cond) == 0 {
+		return http.StatusOK, errResp(gqlErr("VALIDATION", "", "the fake searches by orderId only", []string{"input"}))
+	}
+	match := func(v string) bool {
+		for op, x := range cond {
+			want, _ := x.(string)
+			ok := false
+			switch op {
+			case "is":
+				ok = v == want
+			case "isNot":
+				ok = v != want
+			case "startsWith":
+				ok = strings.HasPrefix(v, want)
+			case "endsWith":
+				ok = strings.HasSuffix(v, want)
+			case "contains":
+				ok = strings.Contains(v, want)
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	edges := []any{}
 	for _, t := range s.txns {
-		if !t.IsRefund && orderID != "" && t.OrderID == orderID {
+		if !t.IsRefund && match(t.OrderID) {
 			edges = append(edges, map[string]any{"node": s.render(t)})
 		}
 	}
