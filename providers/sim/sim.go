@@ -157,7 +157,7 @@ type Provider struct {
 	seq          uint64
 	payments     map[string]*payment   // by reference
 	keys         map[string]*keyRecord // by provider idempotency key
-	byPaymentKey map[string]*keyState  // by paymux key
+	byPaymentKey map[string]*payment   // the latest payment of each paymux key
 	total        int
 }
 
@@ -182,6 +182,18 @@ type payment struct {
 	refunds     []paymux.ProviderRefund
 	next        *paymux.NextAction
 	updated     time.Time
+	// charged: this payment moved money (was authorised).
+	charged bool
+	// prev is the previous payment of the same paymux key.
+	prev *payment
+	// initStatus, initNext and created are the state Authorize answered
+	// with, which a replay of its key answers again.
+	initStatus paymux.Status
+	initNext   *paymux.NextAction
+	created    time.Time
+	// auth is the key record of the Authorize call, kept inline so that an
+	// authorisation costs one allocation for its state.
+	auth keyRecord
 }
 
 // fingerprint is the parameters a provider key was first used with.
@@ -201,14 +213,11 @@ type fingerprint struct {
 // keyRecord is the saved result of the first request with a provider key.
 type keyRecord struct {
 	fp  fingerprint
-	ref string
-	res paymux.ProviderPayment
-	err *paymux.ProviderError
-}
-
-type keyState struct {
-	charges  int
-	payments []*payment
+	pay *payment
+	// snap is the result to replay; nil for an Authorize, whose result is
+	// the payment's initial state.
+	snap *paymux.ProviderPayment
+	err  *paymux.ProviderError
 }
 
 // New returns a simulated provider.
@@ -229,7 +238,7 @@ func New(cfg Config) *Provider {
 		clock:        cfg.Clock,
 		payments:     make(map[string]*payment),
 		keys:         make(map[string]*keyRecord),
-		byPaymentKey: make(map[string]*keyState),
+		byPaymentKey: make(map[string]*payment),
 	}
 	if capsZero(p.caps) {
 		p.caps = paymux.Capabilities{ManualCapture: true, PartialCapture: true, PartialRefund: true, MultipleRefund: true, Void: true}
@@ -266,10 +275,13 @@ func (p *Provider) Faults() *providertest.Faults { return p.faults }
 func (p *Provider) Charges(paymentKey string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ks := p.byPaymentKey[paymentKey]; ks != nil {
-		return ks.charges
+	n := 0
+	for pay := p.byPaymentKey[paymentKey]; pay != nil; pay = pay.prev {
+		if pay.charged {
+			n++
+		}
 	}
-	return 0
+	return n
 }
 
 // TotalCharges reports how many payments moved money in all.
@@ -375,7 +387,10 @@ func (e *events) add(typ paymux.EventType, pay *payment, amount int64, success b
 // call runs one mutating operation: faults, latency, then fn under the lock,
 // then the webhooks outside it. fn returns the result to give the caller
 // (which is also what a replay of its key gives).
-func (p *Provider) call(ctx context.Context, op paymux.Operation, fn func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError)) (*paymux.ProviderPayment, error) {
+//
+// The events come back by value: a pointer passed into fn would escape and
+// cost an allocation per call.
+func (p *Provider) call(ctx context.Context, op paymux.Operation, fn func(now time.Time) (*paymux.ProviderPayment, *paymux.ProviderError, events)) (*paymux.ProviderPayment, error) {
 	if err := ctx.Err(); err != nil {
 		// Nothing was sent: certainly not processed.
 		return nil, &paymux.ProviderError{Provider: p.cfg.Name, Operation: op, Kind: paymux.KindUnavailable, Code: CodeNotSent, Message: "context ended before the request was sent", Err: err}
@@ -391,9 +406,8 @@ func (p *Provider) call(ctx context.Context, op paymux.Operation, fn func(now ti
 		return nil, p.perr(op, paymux.KindOutcomeUnknown, CodeServerError, 500, "internal server error")
 	}
 	timedOut := p.wait(ctx, lat+p.cfg.Latency)
-	var ev events
 	p.mu.Lock()
-	res, perr := fn(p.clock(), &ev)
+	res, perr, ev := fn(p.clock())
 	p.mu.Unlock()
 	p.emit(&ev)
 	if fault == providertest.FaultTimeoutAfterCommit || timedOut {
@@ -407,6 +421,16 @@ func (p *Provider) call(ctx context.Context, op paymux.Operation, fn func(now ti
 		return nil, perr
 	}
 	return res, nil
+}
+
+// withEvents adapts a call body that adds events through a pointer. Only the
+// follow-up calls use it; the pointer escapes, which they can afford.
+func withEvents(fn func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError)) func(time.Time) (*paymux.ProviderPayment, *paymux.ProviderError, events) {
+	return func(now time.Time) (*paymux.ProviderPayment, *paymux.ProviderError, events) {
+		var ev events
+		res, err := fn(now, &ev)
+		return res, err, ev
+	}
 }
 
 // wait sleeps for d or until ctx ends, and reports whether ctx ended first.
@@ -441,19 +465,37 @@ func (p *Provider) replay(op paymux.Operation, key string, fp *fingerprint) (*pa
 		e := *rec.err
 		return nil, &e, true
 	}
-	return cloneResult(&rec.res), nil, true
+	if rec.snap == nil {
+		return rec.pay.initialResult(), nil, true
+	}
+	return cloneResult(rec.snap), nil, true
 }
 
-// remember saves the first result of a provider key.
-func (p *Provider) remember(key string, fp *fingerprint, ref string, res *paymux.ProviderPayment, err *paymux.ProviderError) {
+// remember saves the first result of a follow-up call's provider key.
+func (p *Provider) remember(key string, fp *fingerprint, pay *payment, res *paymux.ProviderPayment) {
 	if key == "" {
 		return
 	}
-	rec := &keyRecord{fp: *fp, ref: ref, err: err}
-	if res != nil {
-		rec.res = *cloneResult(res)
+	p.keys[key] = &keyRecord{fp: *fp, pay: pay, snap: cloneResult(res)}
+}
+
+// initialResult is what Authorize answered for pay.
+func (pay *payment) initialResult() *paymux.ProviderPayment {
+	r := &paymux.ProviderPayment{Reference: pay.ref, Status: pay.initStatus, Amount: pay.amount, UpdatedAt: pay.created}
+	switch pay.initStatus {
+	case paymux.StatusCaptured:
+		r.Captured = pay.amount.Amount
+		r.Authorized = pay.amount.Amount
+	case paymux.StatusAuthorized:
+		r.Authorized = pay.amount.Amount
+	case paymux.StatusFailed:
+		r.DeclineCode = pay.declineCode
 	}
-	p.keys[key] = rec
+	if pay.initNext != nil {
+		na := *pay.initNext
+		r.NextAction = &na
+	}
+	return r
 }
 
 func cloneResult(r *paymux.ProviderPayment) *paymux.ProviderPayment {
@@ -486,8 +528,8 @@ func (pay *payment) result() *paymux.ProviderPayment {
 
 func (p *Provider) newID(prefix string) string {
 	p.seq++
-	b := make([]byte, 0, len(prefix)+len(p.instance)+1+20)
-	b = append(b, prefix...)
+	var buf [64]byte
+	b := append(buf[:0], prefix...)
 	b = append(b, p.instance...)
 	b = append(b, '_')
 	b = strconv.AppendUint(b, p.seq, 10)
@@ -501,8 +543,10 @@ func (p *Provider) Authorize(ctx context.Context, req *paymux.AuthorizeRequest) 
 	if req == nil {
 		return nil, p.invalid(paymux.OpAuthorize, CodeUnsupported, "nil request")
 	}
-	return p.call(ctx, paymux.OpAuthorize, func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
-		return p.authorize(now, req, ev)
+	return p.call(ctx, paymux.OpAuthorize, func(now time.Time) (*paymux.ProviderPayment, *paymux.ProviderError, events) {
+		var ev events
+		res, err := p.authorize(now, req, &ev)
+		return res, err, ev
 	})
 }
 
@@ -584,25 +628,23 @@ func (p *Provider) authorize(now time.Time, req *paymux.AuthorizeRequest, ev *ev
 			ev.add(paymux.EventFailed, pay, pay.amount.Amount, false, declined)
 		}
 	}
+	pay.initStatus, pay.initNext, pay.created = pay.status, pay.next, now
 	p.payments[pay.ref] = pay
-	ks := p.byPaymentKey[req.PaymentKey]
-	if ks == nil {
-		ks = &keyState{}
-		p.byPaymentKey[req.PaymentKey] = ks
-	}
-	ks.payments = append(ks.payments, pay)
+	pay.prev = p.byPaymentKey[req.PaymentKey]
+	p.byPaymentKey[req.PaymentKey] = pay
 	if approve {
-		ks.charges++
+		pay.charged = true
 		p.total++
 	}
+	if req.ProviderKey != "" {
+		// Declines are remembered and replayed too, as providers do.
+		pay.auth = keyRecord{fp: fp, pay: pay, err: perr}
+		p.keys[req.ProviderKey] = &pay.auth
+	}
 	if perr != nil {
-		// Declines are remembered and replayed, as providers do.
-		p.remember(req.ProviderKey, &fp, pay.ref, nil, perr)
 		return nil, perr
 	}
-	res := pay.result()
-	p.remember(req.ProviderKey, &fp, pay.ref, res, nil)
-	return res, nil
+	return pay.result(), nil
 }
 
 // approve moves pay to authorized or captured; the caller counts the charge.
@@ -677,7 +719,7 @@ func (p *Provider) finishAction(ctx context.Context, ref string, ok bool) error 
 	case pay.status == paymux.StatusRequiresAction && ok:
 		pay.updated = p.clock()
 		p.approve(pay, &ev)
-		p.byPaymentKey[pay.paymentKey].charges++
+		pay.charged = true
 		p.total++
 	case pay.status == paymux.StatusRequiresAction:
 		pay.updated = p.clock()
@@ -706,7 +748,7 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 	if req == nil {
 		return nil, p.invalid(paymux.OpCapture, CodeUnsupported, "nil request")
 	}
-	return p.call(ctx, paymux.OpCapture, func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
+	return p.call(ctx, paymux.OpCapture, withEvents(func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
 		const op = paymux.OpCapture
 		fp := fingerprint{op: op, ref: req.Reference, amount: req.Amount.Amount, currency: req.Amount.Currency, final: req.Final}
 		if res, err, ok := p.replay(op, req.ProviderKey, &fp); ok {
@@ -743,9 +785,9 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 			ev.add(paymux.EventCaptured, pay, pay.captured, true, "")
 		}
 		res := pay.result()
-		p.remember(req.ProviderKey, &fp, pay.ref, res, nil)
+		p.remember(req.ProviderKey, &fp, pay, res)
 		return res, nil
-	})
+	}))
 }
 
 // Refund implements paymux.Provider. Amount 0 refunds the rest. Any refund
@@ -754,7 +796,7 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 	if req == nil {
 		return nil, p.invalid(paymux.OpRefund, CodeUnsupported, "nil request")
 	}
-	return p.call(ctx, paymux.OpRefund, func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
+	return p.call(ctx, paymux.OpRefund, withEvents(func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
 		const op = paymux.OpRefund
 		fp := fingerprint{op: op, ref: req.Reference, amount: req.Amount.Amount, currency: req.Amount.Currency}
 		if res, err, ok := p.replay(op, req.ProviderKey, &fp); ok {
@@ -797,9 +839,9 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 		}
 		res := pay.result()
 		res.RefundReference = rref
-		p.remember(req.ProviderKey, &fp, pay.ref, res, nil)
+		p.remember(req.ProviderKey, &fp, pay, res)
 		return res, nil
-	})
+	}))
 }
 
 // Void implements paymux.Provider: it cancels an authorisation with nothing
@@ -808,7 +850,7 @@ func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.P
 	if req == nil {
 		return nil, p.invalid(paymux.OpVoid, CodeUnsupported, "nil request")
 	}
-	return p.call(ctx, paymux.OpVoid, func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
+	return p.call(ctx, paymux.OpVoid, withEvents(func(now time.Time, ev *events) (*paymux.ProviderPayment, *paymux.ProviderError) {
 		const op = paymux.OpVoid
 		fp := fingerprint{op: op, ref: req.Reference}
 		if res, err, ok := p.replay(op, req.ProviderKey, &fp); ok {
@@ -832,9 +874,9 @@ func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.P
 			ev.add(paymux.EventVoided, pay, pay.amount.Amount, true, "")
 		}
 		res := pay.result()
-		p.remember(req.ProviderKey, &fp, pay.ref, res, nil)
+		p.remember(req.ProviderKey, &fp, pay, res)
 		return res, nil
-	})
+	}))
 }
 
 // --- Lookup ----------------------------------------------------------------------
@@ -875,20 +917,17 @@ func (p *Provider) find(req *paymux.LookupRequest) *payment {
 	}
 	if req.ProviderKey != "" {
 		if rec := p.keys[req.ProviderKey]; rec != nil && rec.fp.op == paymux.OpAuthorize {
-			if pay := p.payments[rec.ref]; pay != nil {
-				return pay
-			}
+			return rec.pay
 		}
 	}
 	if req.PaymentKey != "" {
-		if ks := p.byPaymentKey[req.PaymentKey]; ks != nil && len(ks.payments) > 0 {
-			for i := len(ks.payments) - 1; i >= 0; i-- {
-				if ks.payments[i].status != paymux.StatusFailed {
-					return ks.payments[i]
-				}
+		latest := p.byPaymentKey[req.PaymentKey]
+		for pay := latest; pay != nil; pay = pay.prev {
+			if pay.status != paymux.StatusFailed {
+				return pay
 			}
-			return ks.payments[len(ks.payments)-1]
 		}
+		return latest
 	}
 	return nil
 }
