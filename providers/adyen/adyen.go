@@ -9,10 +9,12 @@
 // authorisation's answer was lost.
 //
 // Adyen Checkout has no call that returns a card payment's state, so Lookup
-// answers Unimplemented: a payment whose outcome is unknown is settled by the
-// AUTHORISATION webhook (which carries the merchant reference) or by a retry
-// of the same attempt with the same Idempotency-Key, which Adyen answers from
-// its idempotency store without authorising again.
+// answers Unimplemented unless Config.Lookup plugs in a source of truth (a
+// shop's own record of Adyen's webhooks or reports; adyentest's ledger in
+// tests). A payment whose outcome is unknown is settled by the AUTHORISATION
+// webhook (which carries the merchant reference) or by a retry of the same
+// attempt with the same Idempotency-Key, which Adyen answers from its
+// idempotency store without authorising again.
 package adyen
 
 import (
@@ -57,7 +59,11 @@ type Config struct {
 	LivePrefix string
 	// ReturnURL is used when a request has none; Adyen requires one for
 	// redirects and 3-D Secure.
-	ReturnURL  string
+	ReturnURL string
+	// Lookup, when set, answers Lookup: Adyen Checkout offers no call that
+	// returns a payment's state. Errors it returns should be
+	// *paymux.ProviderError; Provider and Operation are filled in.
+	Lookup     func(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error)
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Clock      func() time.Time
@@ -71,6 +77,7 @@ type Provider struct {
 	hmacKey         []byte
 	baseURL         string
 	returnURL       string
+	lookup          func(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error)
 	http            *http.Client
 	log             *slog.Logger
 	clock           func() time.Time
@@ -97,6 +104,7 @@ func New(cfg Config) (*Provider, error) {
 		merchantAccount: cfg.MerchantAccount,
 		baseURL:         strings.TrimRight(cfg.BaseURL, "/"),
 		returnURL:       cfg.ReturnURL,
+		lookup:          cfg.Lookup,
 		http:            cfg.HTTPClient,
 		log:             cfg.Logger,
 		clock:           cfg.Clock,
@@ -327,6 +335,7 @@ func (e *RefusalError) Error() string {
 }
 
 // Capture implements paymux.Provider with POST /payments/{pspReference}/captures.
+// Captured is this capture's amount: Adyen does not report the total.
 func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*paymux.ProviderPayment, error) {
 	mr, err := p.modify(ctx, paymux.OpCapture, req.Reference, "captures", req.ProviderKey, &req.Amount)
 	if err != nil {
@@ -341,8 +350,10 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 	if err != nil {
 		return nil, err
 	}
+	// Refunded stays 0 ("not reported"): Adyen answers with this refund's
+	// amount only, not the payment's total; Refunds carries this one.
 	return &paymux.ProviderPayment{
-		Reference: mr.PaymentPSPReference, Status: paymux.StatusRefunded, Amount: req.Amount, Refunded: req.Amount.Amount,
+		Reference: mr.PaymentPSPReference, Status: paymux.StatusRefunded, Amount: req.Amount,
 		RefundReference: mr.PSPReference,
 		Refunds:         []paymux.ProviderRefund{{Reference: mr.PSPReference, Amount: req.Amount.Amount, Status: "pending"}},
 		UpdatedAt:       p.clock(),
@@ -390,11 +401,29 @@ func (p *Provider) modify(ctx context.Context, op paymux.Operation, pspRef, what
 // returns a card payment's state by pspReference or merchant reference, and
 // replaying POST /payments is only documented as safe with the original
 // request, which Lookup does not have (a shortened replay for a key Adyen
-// never saw would be a new authorisation request). So Lookup answers
-// Unimplemented, and a payment whose outcome is unknown stays unknown until
-// the AUTHORISATION webhook arrives (it carries the merchant reference, the
-// paymux key) or the same attempt is retried with the same Idempotency-Key.
+// never saw would be a new authorisation request). So, without
+// Config.Lookup, Lookup answers Unimplemented, and a payment whose outcome
+// is unknown stays unknown until the AUTHORISATION webhook arrives (it
+// carries the merchant reference, the paymux key) or the same attempt is
+// retried with the same Idempotency-Key.
 func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error) {
-	return nil, p.fail(paymux.OpLookup, paymux.KindUnimplemented, CodeLookupUnsupported, 0,
-		"Adyen Checkout has no payment lookup; the state arrives by webhook", paymux.ErrUnimplemented)
+	if p.lookup == nil {
+		return nil, p.fail(paymux.OpLookup, paymux.KindUnimplemented, CodeLookupUnsupported, 0,
+			"Adyen Checkout has no payment lookup; the state arrives by webhook", paymux.ErrUnimplemented)
+	}
+	res, err := p.lookup(ctx, req)
+	if err != nil {
+		var pe *paymux.ProviderError
+		if !errors.As(err, &pe) {
+			return nil, p.fail(paymux.OpLookup, paymux.KindOutcomeUnknown, "lookup", 0, "lookup source failed", err)
+		}
+		if pe.Provider == "" {
+			pe.Provider = p.name
+		}
+		if pe.Operation == "" {
+			pe.Operation = paymux.OpLookup
+		}
+		return nil, err
+	}
+	return res, nil
 }

@@ -217,10 +217,8 @@ func (p *Provider) event(it *NotificationRequestItem, raw []byte) (paymux.Event,
 	}
 	success := string(it.Success) == "true"
 	ev := paymux.Event{
-		Provider: p.name,
-		// Adyen may send the same event again; eventCode + pspReference
-		// identify it, and success tells an AUTHORISATION true from false.
-		ID:          it.EventCode + ":" + it.PSPReference + ":" + string(it.Success),
+		Provider:    p.name,
+		ID:          eventID(it),
 		ProviderRef: it.PSPReference,
 		Success:     success,
 		Raw:         append([]byte(nil), raw...),
@@ -272,6 +270,21 @@ func (p *Provider) event(it *NotificationRequestItem, raw []byte) (paymux.Event,
 		ev.Type = paymux.EventOther
 	}
 	return ev, nil
+}
+
+// eventID identifies a notification for de-duplication. Adyen's advice is
+// eventCode + pspReference. A pspReference names one operation (the
+// payment, or one capture, refund or cancel), so its own successful event is
+// named by the pspReference alone; any other event on it (a failure, a
+// CAPTURE_FAILED, a dispute) gets the event code and success added.
+func eventID(it *NotificationRequestItem) string {
+	if string(it.Success) == "true" {
+		switch it.EventCode {
+		case "AUTHORISATION", "CAPTURE", "REFUND", "CANCELLATION":
+			return it.PSPReference
+		}
+	}
+	return it.PSPReference + ":" + it.EventCode + ":" + string(it.Success)
 }
 
 // refusalFromReason keeps the reason of a failed AUTHORISATION as the

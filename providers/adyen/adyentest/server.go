@@ -72,6 +72,13 @@ type Options struct {
 	WebhookURL    string
 	WebhookClient *http.Client
 	Clock         func() time.Time
+	// RejectInvalidModifications answers a capture, refund or cancel that
+	// the payment's state or amounts cannot allow with 422 at once. Adyen
+	// itself answers "received" and reports the refusal later in a CAPTURE,
+	// REFUND or CANCELLATION notification with success=false, which is what
+	// the fake does when this is false. The conformance suite expects the
+	// synchronous refusal.
+	RejectInvalidModifications bool
 }
 
 // Server is the fake. Close it when done.
@@ -95,16 +102,18 @@ type Server struct {
 
 // Payment is the fake's record of one payment.
 type Payment struct {
-	PSPReference  string
-	Reference     string
-	Currency      string
-	Amount        int64
-	ResultCode    string
-	ManualCapture bool
-	Authorised    int64
-	Captured      int64
-	Refunded      int64
-	Cancelled     bool
+	PSPReference string
+	Reference    string
+	Currency     string
+	Amount       int64
+	ResultCode   string
+	// RefusalReasonCode is set on refused payments.
+	RefusalReasonCode string
+	ManualCapture     bool
+	Authorised        int64
+	Captured          int64
+	Refunded          int64
+	Cancelled         bool
 }
 
 type stored struct {
@@ -413,7 +422,7 @@ func (s *Server) payment(r *http.Request, raw []byte) apiResult {
 	}
 	p := &Payment{
 		PSPReference: s.nextPSP(), Reference: req.Reference, Currency: req.Amount.Currency, Amount: req.Amount.Value,
-		ResultCode: o.resultCode, ManualCapture: req.AdditionalData["manualCapture"] == "true",
+		ResultCode: o.resultCode, RefusalReasonCode: o.code, ManualCapture: req.AdditionalData["manualCapture"] == "true",
 	}
 	s.payments[p.PSPReference] = p
 	resp := map[string]any{
@@ -541,6 +550,9 @@ func (s *Server) capture(r *http.Request, raw []byte) apiResult {
 	if ok {
 		p.Captured += req.Amount.Value
 	}
+	if !ok && s.opts.RejectInvalidModifications {
+		return validation("Capture amount exceeds what is authorised and not yet captured, or the payment cannot be captured")
+	}
 	return s.received(p, psp, req, "CAPTURE", ok)
 }
 
@@ -554,6 +566,9 @@ func (s *Server) refund(r *http.Request, raw []byte) apiResult {
 	if ok {
 		p.Refunded += req.Amount.Value
 	}
+	if !ok && s.opts.RejectInvalidModifications {
+		return validation("Refund amount exceeds what is captured and not yet refunded")
+	}
 	return s.received(p, psp, req, "REFUND", ok)
 }
 
@@ -566,6 +581,9 @@ func (s *Server) cancel(r *http.Request, raw []byte) apiResult {
 	ok := p.ResultCode == "Authorised" && p.Captured == 0 && !p.Cancelled
 	if ok {
 		p.Cancelled = true
+	}
+	if !ok && s.opts.RejectInvalidModifications {
+		return validation("Payment cannot be cancelled in its state")
 	}
 	return s.received(p, psp, req, "CANCELLATION", ok)
 }
@@ -640,11 +658,14 @@ func (s *Server) NotificationBody(it Item) []byte {
 	if it.Signature == "" {
 		it.Signature = s.sign(it)
 	}
+	return s.notificationBody(it, true)
+}
+
+func (s *Server) notificationBody(it Item, itemSigned bool) []byte {
 	if it.EventDate.IsZero() {
 		it.EventDate = s.opts.Clock().UTC()
 	}
 	item := map[string]any{
-		"additionalData":      map[string]string{"hmacSignature": it.Signature},
 		"amount":              amount{it.Currency, it.Value},
 		"eventCode":           it.EventCode,
 		"eventDate":           it.EventDate.Format(time.RFC3339),
@@ -658,6 +679,9 @@ func (s *Server) NotificationBody(it Item) []byte {
 	if it.OriginalReference != "" {
 		item["originalReference"] = it.OriginalReference
 	}
+	if itemSigned {
+		item["additionalData"] = map[string]string{"hmacSignature": it.Signature}
+	}
 	b, _ := json.Marshal(map[string]any{
 		"live":              "false",
 		"notificationItems": []any{map[string]any{"NotificationRequestItem": item}},
@@ -665,13 +689,70 @@ func (s *Server) NotificationBody(it Item) []byte {
 	return b
 }
 
-// SignedItem builds a signed notification for an event, as Adyen would send
-// it, for tests (providertest's SignWebhook). It returns the headers and
-// the body.
+// SignedItem builds a notification for it with the item signature in
+// additionalData.hmacSignature, as Adyen sends standard webhooks.
 func (s *Server) SignedItem(it Item) (http.Header, []byte) {
 	it.Signature = ""
-	h := http.Header{"Content-Type": {"application/json"}}
-	return h, s.NotificationBody(it)
+	return http.Header{"Content-Type": {"application/json"}}, s.NotificationBody(it)
+}
+
+// HeaderSignedItem builds a notification for it whose item carries no
+// hmacSignature and whose raw body is signed in the HmacSignature header
+// under hexKey ("" means the fake's key), Adyen's scheme for the webhooks
+// it signs in a header.
+func (s *Server) HeaderSignedItem(it Item, hexKey string) (http.Header, []byte) {
+	key := s.hmac
+	if hexKey != "" {
+		k, err := hex.DecodeString(hexKey)
+		if err != nil {
+			panic("adyentest: key is not hex")
+		}
+		key = k
+	}
+	body := s.notificationBody(it, false)
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return http.Header{"Content-Type": {"application/json"}, "Hmacsignature": {base64.StdEncoding.EncodeToString(m.Sum(nil))}}, body
+}
+
+// Lookup answers from the fake's ledger, with the signature of
+// adyen.Config.Lookup: Adyen has no lookup call, so tests plug this in.
+func (s *Server) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.payments[req.Reference]
+	if p == nil && req.Reference == "" && req.PaymentKey != "" {
+		for _, c := range s.payments {
+			if c.Reference == req.PaymentKey && (p == nil || c.PSPReference > p.PSPReference) {
+				p = c
+			}
+		}
+	}
+	if p == nil {
+		return nil, &paymux.ProviderError{Kind: paymux.KindNotFound, Code: "not_found", Message: "no such payment at the fake", Err: paymux.ErrNotFound}
+	}
+	res := &paymux.ProviderPayment{
+		Reference: p.PSPReference, Amount: paymux.Money{Amount: p.Amount, Currency: paymux.Currency(p.Currency)},
+		Authorized: p.Authorised, Captured: p.Captured, Refunded: p.Refunded, UpdatedAt: s.opts.Clock(),
+	}
+	switch {
+	case p.Cancelled:
+		res.Status = paymux.StatusVoided
+	case p.Refunded > 0:
+		res.Status = paymux.StatusRefunded
+	case p.Captured > 0:
+		res.Status = paymux.StatusCaptured
+	case p.ResultCode == "Authorised":
+		res.Status = paymux.StatusAuthorized
+	case p.ResultCode == "ChallengeShopper" || p.ResultCode == "RedirectShopper":
+		res.Status = paymux.StatusRequiresAction
+	case p.ResultCode == "Received":
+		res.Status = paymux.StatusPending
+	default:
+		res.Status = paymux.StatusFailed
+		res.DeclineCode = p.RefusalReasonCode
+	}
+	return res, nil
 }
 
 // notify delivers one notification to the webhook URL in the background,
