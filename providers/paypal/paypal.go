@@ -53,6 +53,11 @@ const (
 	BaseURLLive    = "https://api-m.paypal.com"
 )
 
+// CheckoutToken as a method token (or an empty token) starts a new PayPal
+// checkout: Authorize creates an order and returns its approval link. Any
+// other token is taken as the id of an order the buyer already approved.
+const CheckoutToken = "paypal_checkout"
+
 // VerifyMode selects how webhooks are verified.
 type VerifyMode int
 
@@ -243,7 +248,7 @@ func (p *Provider) Authorize(ctx context.Context, req *paymux.AuthorizeRequest) 
 		return nil, p.perr(op, paymux.KindInvalidRequest, "unsupported_amount", 0, err.Error(), err)
 	}
 	intent := intentFor(req.Capture)
-	if tok := strings.TrimSpace(req.Method.Token); tok != "" {
+	if tok := strings.TrimSpace(req.Method.Token); tok != "" && tok != CheckoutToken {
 		if paymux.LooksLikeCardNumber(tok) {
 			return nil, p.perr(op, paymux.KindInvalidRequest, "unsupported_method", 0, "card number in token", paymux.ErrCardData)
 		}
@@ -546,18 +551,10 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 		return nil, err
 	}
 	if o.Status == "APPROVED" {
+		// A decline here (the buyer's funding source refused) comes back as
+		// the error: the order stays open for the buyer to approve again
+		// with another funding source.
 		if err := p.complete(ctx, op, o, completeKey(o.ID)); err != nil {
-			var pe *paymux.ProviderError
-			if errors.As(err, &pe) && (pe.Kind == paymux.KindHardDecline || pe.Kind == paymux.KindSoftDecline) {
-				// The buyer's funding source was declined: the payment
-				// failed, Lookup itself did not.
-				res, terr := p.toPayment(o, req.Amount.Currency)
-				if terr != nil {
-					return nil, terr
-				}
-				res.Status, res.NextAction, res.DeclineCode = paymux.StatusFailed, nil, pe.Code
-				return res, nil
-			}
 			return nil, err
 		}
 	}
