@@ -141,6 +141,13 @@ func New(cfg Config) (*Provider, error) {
 	return p, nil
 }
 
+// String names the provider without any credential: fmt would otherwise
+// print the private key, an unexported field whose String it cannot call.
+func (p *Provider) String() string { return "braintree.Provider(" + p.name + ")" }
+
+// GoString keeps %#v from printing the fields.
+func (p *Provider) GoString() string { return p.String() }
+
 // Name implements paymux.Provider.
 func (p *Provider) Name() string { return p.name }
 

@@ -1,6 +1,7 @@
 package braintree_test
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,6 +35,7 @@ func newFixture(t *testing.T) *providertest.Fixture {
 		PrivateKey: paymux.Secret(srv.PrivateKey()),
 		BaseURL:    srv.URL(),
 		HTTPClient: srv.Client(),
+		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
