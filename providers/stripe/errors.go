@@ -274,7 +274,7 @@ func (p *Provider) classifyStripe(op paymux.Operation, se *stripeapi.Error, err 
 		}
 		if row, ok := p.table.Lookup(p.name, op, c); ok {
 			pe.Kind = row.Kind
-			if c != decline {
+			if c == advice || c != decline {
 				pe.Code = c
 			}
 			if c == advice && advice != string(se.Code) {
