@@ -65,7 +65,7 @@ func TestEventSignatureVector(t *testing.T) {
 		header("2/SHA256/" + strings.ToUpper(sig)),
 		header("1/SHA256/" + strings.Repeat("0", 64) + ",2/SHA256/" + sig),  // key rotation: old one first
 		header("2/SHA256/" + sig + ", 1/SHA256/" + strings.Repeat("0", 64)), // order can change
-		header("9/SHA256/abc", "2/SHA256/"+sig),                            // several header lines
+		header("9/SHA256/abc", "2/SHA256/"+sig),                             // several header lines
 	} {
 		evs, err := p.ParseWebhook(context.Background(), h, body)
 		if err != nil {

@@ -87,6 +87,7 @@ const (
 //	ThreeDS            ThreeDSWhenAsked
 //	ThreeDSReturnURL   none: AuthorizeRequest.ReturnURL is used
 //	Currencies         any
+//	LookupAttempts     4 (paymux's default MaxAttempts)
 type Config struct {
 	Name       string
 	Username   string
@@ -104,6 +105,11 @@ type Config struct {
 	ThreeDS           ThreeDSMode
 	ThreeDSReturnURL  string
 	Currencies        []paymux.Currency
+	// LookupAttempts bounds Lookup by the paymux key alone: Worldpay never
+	// sees that key, so the adapter derives the transactionReferences of
+	// attempts 1..LookupAttempts (paymux.ProviderKey) and queries each. Set
+	// it to the orchestrator's MaxAttempts.
+	LookupAttempts int
 }
 
 // Provider is the Worldpay adapter.
@@ -151,6 +157,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
+	}
+	if cfg.LookupAttempts <= 0 {
+		cfg.LookupAttempts = 4
 	}
 	if cfg.Narrative == "" {
 		cfg.Narrative = "paymux"
@@ -408,17 +417,31 @@ func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.P
 // Lookup implements paymux.Provider. With a cached self link it queries the
 // payment; otherwise it runs Worldpay's recovery query by
 // transactionReference (the Reference, or the attempt's ProviderKey, which
-// is the same string) and entity. The paymux key alone cannot find a
-// Worldpay payment: Worldpay never sees it.
+// is the same string) and entity. With only the paymux key it derives the
+// transactionReferences of the first LookupAttempts attempts and queries
+// each: Worldpay never sees the paymux key itself.
 func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error) {
 	ref := req.Reference
 	if ref == "" {
 		ref = req.ProviderKey
 	}
-	if ref == "" {
-		return nil, p.invalid(paymux.OpLookup, "Lookup needs a Reference or the attempt's ProviderKey")
+	var (
+		q   *queryResponse
+		err error
+	)
+	switch {
+	case ref != "":
+		q, err = p.query(ctx, ref)
+	case req.PaymentKey != "":
+		for n := 1; n <= p.cfg.LookupAttempts; n++ {
+			ref = paymux.ProviderKey(req.PaymentKey, p.cfg.Name, paymux.OpAuthorize, n)
+			if q, err = p.query(ctx, ref); paymux.KindOf(err) != paymux.KindNotFound {
+				break
+			}
+		}
+	default:
+		return nil, p.invalid(paymux.OpLookup, "Lookup needs a Reference, a ProviderKey or a PaymentKey")
 	}
-	q, err := p.query(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -320,8 +320,12 @@ func TestLookupNotFound(t *testing.T) {
 		t.Fatalf("kind %v", k)
 	}
 	_, err = p.Lookup(context.Background(), &paymux.LookupRequest{PaymentKey: "order-1"})
-	if k := kindOf(t, err); k != paymux.KindInvalidRequest {
+	if k := kindOf(t, err); k != paymux.KindNotFound {
 		t.Fatalf("lookup by paymux key alone: %v", k)
+	}
+	_, err = p.Lookup(context.Background(), &paymux.LookupRequest{})
+	if k := kindOf(t, err); k != paymux.KindInvalidRequest {
+		t.Fatalf("lookup without keys: %v", k)
 	}
 }
 
