@@ -1,0 +1,595 @@
+package paymux_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/providers/providertest"
+	"github.com/paymux/paymux/providers/sim"
+	"github.com/paymux/paymux/store/memory"
+)
+
+const simSecret = paymux.Secret("simsec_a")
+
+// webhookBody builds a signed sim webhook for p.
+func webhookBody(id string, typ paymux.EventType, p *paymux.Payment, amount int64, success bool, at time.Time) ([]byte, http.Header) {
+	body := sim.EncodeWebhook(sim.WebhookPayload{
+		ID: id, Type: typ, Created: at.Unix(), Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey,
+		Amount: amount, Currency: p.Amount.Currency, Success: success,
+	})
+	return body, sim.SignWebhook(simSecret, body, at)
+}
+
+type deliveries struct {
+	mu   sync.Mutex
+	seen map[string]int // payment id + "/" + event id
+}
+
+func (d *deliveries) subscriber(_ context.Context, ev paymux.Event, p *paymux.Payment) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	id := "orphan"
+	if p != nil {
+		id = p.ID
+	}
+	d.seen[id+"/"+ev.ID]++
+	return nil
+}
+
+func (d *deliveries) count() (total int, maxPer int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range d.seen {
+		total += n
+		maxPer = max(maxPer, n)
+	}
+	return
+}
+
+func post(t testing.TB, url string, body []byte, h http.Header) int {
+	req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// StoreFactory builds a fresh store for the storm test; Redis and SQL
+// register theirs in store_backends_test.go.
+type storeFactory func(t testing.TB) paymux.Store
+
+var stormStores = map[string]storeFactory{
+	"memory": func(testing.TB) paymux.Store { return memory.New(memory.Options{}) },
+}
+
+// The storm test: the full event history of 1,000 payments, each event
+// delivered 3 times, in random order, concurrently.
+func TestWebhookStorm(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stormStores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			runStorm(t, mk(t), 1000)
+		})
+	}
+}
+
+func runStorm(t *testing.T, st paymux.Store, n int) {
+	ctx := context.Background()
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+	o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := &deliveries{seen: map[string]int{}}
+	disp, err := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber, PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/{provider}", o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp}))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	type delivery struct {
+		body []byte
+		h    http.Header
+	}
+	var all []delivery
+	want := map[string]struct {
+		status             paymux.Status
+		captured, refunded int64
+	}{}
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		req := cardRequest(fmt.Sprintf("storm-%s-%d", t.Name(), i), sim.TokenApprove)
+		req.Capture = paymux.CaptureManual
+		p, err := o.Authorize(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		amt := p.Amount.Amount
+		var hist []delivery
+		add := func(typ paymux.EventType, amount int64) {
+			b, h := webhookBody(fmt.Sprintf("ev-%d-%d", i, len(hist)), typ, p, amount, true, now)
+			hist = append(hist, delivery{b, h})
+		}
+		add(paymux.EventAuthorized, amt)
+		switch i % 3 {
+		case 0:
+			add(paymux.EventCaptured, amt)
+			add(paymux.EventRefunded, 1000)
+			add(paymux.EventRefunded, 1500) // running total
+			want[p.ID] = struct {
+				status             paymux.Status
+				captured, refunded int64
+			}{paymux.StatusRefunded, amt, 1500}
+		case 1:
+			add(paymux.EventCaptured, amt)
+			want[p.ID] = struct {
+				status             paymux.Status
+				captured, refunded int64
+			}{paymux.StatusCaptured, amt, 0}
+		case 2:
+			add(paymux.EventVoided, 0)
+			want[p.ID] = struct {
+				status             paymux.Status
+				captured, refunded int64
+			}{paymux.StatusVoided, 0, 0}
+		}
+		for r := 0; r < 3; r++ {
+			all = append(all, hist...)
+		}
+	}
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = disp.Run(dctx); close(done) }()
+
+	work := make(chan delivery)
+	var wg sync.WaitGroup
+	var non2xx atomic.Int32
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				// A 503 (the same event busy in another handler) is what a
+				// provider retries: do the same.
+				for try := 0; ; try++ {
+					code := post(t, srv.URL+"/webhooks/a", d.body, d.h)
+					if code == 200 {
+						break
+					}
+					if code != 503 || try > 50 {
+						non2xx.Add(1)
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	for _, d := range all {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+	if non2xx.Load() != 0 {
+		t.Fatalf("%d deliveries were never acknowledged", non2xx.Load())
+	}
+	distinct := 0
+	for _, w := range want {
+		switch w.status {
+		case paymux.StatusRefunded:
+			distinct += 4
+		case paymux.StatusCaptured, paymux.StatusVoided:
+			distinct += 2
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		total, _ := subs.count()
+		if total >= distinct || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	<-done
+	for id, w := range want {
+		p, err := o.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status != w.status || p.Captured != w.captured || p.Refunded != w.refunded {
+			t.Errorf("payment %s: %s captured=%d refunded=%d, want %s %d %d", id, p.Status, p.Captured, p.Refunded, w.status, w.captured, w.refunded)
+		}
+		if p.Captured > p.Authorized || p.Refunded > p.Captured {
+			t.Errorf("payment %s amounts out of order: %+v", id, p)
+		}
+	}
+	total, maxPer := subs.count()
+	if maxPer != 1 {
+		t.Errorf("some (payment, event) was delivered %d times", maxPer)
+	}
+	if total != distinct {
+		t.Errorf("subscriber saw %d deliveries, want %d distinct events exactly once", total, distinct)
+	}
+}
+
+func TestWebhookRefusesWhatItCannotTrust(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+	st := memory.New(memory.Options{})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st})
+	req := cardRequest("order-forged", sim.TokenApprove)
+	req.Capture = paymux.CaptureManual
+	p, _ := o.Authorize(ctx, req)
+	subs := &deliveries{seen: map[string]int{}}
+	disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
+	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	url := srv.URL + "/webhooks/a"
+
+	now := time.Now()
+	body, good := webhookBody("ev-void", paymux.EventVoided, p, 0, true, now)
+	forged := sim.SignWebhook("simsec_wrong", body, now)
+	_, stale := webhookBody("ev-void", paymux.EventVoided, p, 0, true, now.Add(-time.Hour))
+	staleBody, _ := webhookBody("ev-void", paymux.EventVoided, p, 0, true, now.Add(-time.Hour))
+	huge := append(bytes.Repeat([]byte(" "), paymux.MaxWebhookBody), body...)
+	hugeHeader := sim.SignWebhook(simSecret, huge, now)
+	cases := []struct {
+		name string
+		body []byte
+		h    http.Header
+		path string
+		want int
+	}{
+		{"not signed", body, http.Header{}, url, 401},
+		{"forged signature", body, forged, url, 401},
+		{"stale timestamp", staleBody, stale, url, 401},
+		{"truncated body", body[:len(body)/2], good, url, 401},
+		{"tampered body", bytes.Replace(body, []byte("voided"), []byte("failed"), 1), good, url, 401},
+		{"over the limit", huge, hugeHeader, url, 413},
+		{"unknown provider", body, good, srv.URL + "/webhooks/nosuch", 404},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest("POST", c.path, bytes.NewReader(c.body))
+		for k, v := range c.h {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := new(bytes.Buffer)
+		_, _ = msg.ReadFrom(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, resp.StatusCode, c.want, msg)
+		}
+		if strings.Contains(msg.String(), "simsec") {
+			t.Errorf("%s: the answer echoes the secret", c.name)
+		}
+	}
+	if got, _ := o.Get(ctx, p.ID); got.Status != paymux.StatusAuthorized {
+		t.Fatalf("an untrusted event was applied: %s", got.Status)
+	}
+	if n, _ := disp.DispatchDue(ctx); n != 0 {
+		t.Fatal("an untrusted event was enqueued")
+	}
+	// The genuine one is applied, once; its redelivery is acknowledged.
+	for i := 0; i < 3; i++ {
+		if code := post(t, url, body, good); code != 200 {
+			t.Fatalf("genuine webhook: %d", code)
+		}
+	}
+	if got, _ := o.Get(ctx, p.ID); got.Status != paymux.StatusVoided {
+		t.Fatalf("genuine event not applied: %s", got.Status)
+	}
+	if n, _ := disp.DispatchDue(ctx); n != 1 {
+		t.Fatalf("dispatched %d, want 1", n)
+	}
+}
+
+func TestWebhookForUnknownPaymentIsRetriedThenOrphaned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: memory.New(memory.Options{Clock: clock}), Clock: clock})
+	subs := &deliveries{seen: map[string]int{}}
+	disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
+	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp, OrphanAfter: time.Hour})
+	ghost := &paymux.Payment{ProviderRef: "sim_ghost", IdempotencyKey: "never-seen", Amount: paymux.NewMoney(100, "EUR")}
+	body, hdr := webhookBody("ev-ghost", paymux.EventCaptured, ghost, 100, true, now)
+	err := h.Ingest(ctx, "a", hdr, body)
+	if !errors.Is(err, paymux.ErrPaymentUnknown) || paymux.WebhookStatus(err) != 503 {
+		t.Fatalf("got %v", err)
+	}
+	// Redelivered two hours later: acknowledged, handed over without a payment.
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	body2, hdr2 := webhookBody("ev-ghost", paymux.EventCaptured, ghost, 100, true, clock().Add(-2*time.Hour))
+	hdr2 = sim.SignWebhook(simSecret, body2, clock())
+	if err := h.Ingest(ctx, "a", hdr2, body2); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := disp.DispatchDue(ctx); n != 1 || err != nil {
+		t.Fatal(n, err)
+	}
+	if subs.seen["orphan/ev-ghost"] != 1 {
+		t.Fatalf("orphan not delivered: %v", subs.seen)
+	}
+}
+
+// Delivery survives a crash: the first dispatcher dies halfway through, the
+// second delivers everything; nothing is lost.
+func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := memory.New(memory.Options{Clock: clock})
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
+	var pays []*paymux.Payment
+	for i := 0; i < 20; i++ {
+		req := cardRequest(fmt.Sprintf("crash-%d", i), sim.TokenApprove)
+		req.Capture = paymux.CaptureManual
+		p, _ := o.Authorize(ctx, req)
+		pays = append(pays, p)
+	}
+	crashCtx, crash := context.WithCancel(ctx)
+	var first atomic.Int32
+	dying := func(ctx context.Context, ev paymux.Event, p *paymux.Payment) error {
+		if first.Add(1) > 10 {
+			crash() // the process dies mid-delivery
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	}
+	d1, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: dying, Lease: time.Minute})
+	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: d1})
+	for i, p := range pays {
+		body, hdr := webhookBody(fmt.Sprintf("cap-%d", i), paymux.EventCaptured, p, p.Amount.Amount, true, clock())
+		if err := h.Ingest(ctx, "a", hdr, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = d1.DispatchDue(crashCtx)
+	// A restarted process, after the crashed one's lease ran out.
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	subs := &deliveries{seen: map[string]int{}}
+	d2, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
+	for {
+		n, err := d2.DispatchDue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	total, _ := subs.count()
+	if delivered := int(min(first.Load(), 10)) + total; delivered < 20 || total < 10 {
+		t.Fatalf("first run delivered %d, second %d: events were lost", min(first.Load(), 10), total)
+	}
+}
+
+func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := memory.New(memory.Options{Clock: clock})
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
+	req := cardRequest("dead", sim.TokenApprove)
+	req.Capture = paymux.CaptureManual
+	p, _ := o.Authorize(ctx, req)
+	failing := func(context.Context, paymux.Event, *paymux.Payment) error {
+		return errors.New("subscriber down: token sk_live_abcdefghijkl")
+	}
+	d, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: failing, MaxAttempts: 3, BaseDelay: time.Second})
+	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: d})
+	body, hdr := webhookBody("ev-dead", paymux.EventCaptured, p, 4999, true, clock())
+	if err := h.Ingest(ctx, "a", hdr, body); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		_, _ = d.DispatchDue(ctx)
+		mu.Lock()
+		now = now.Add(time.Hour)
+		mu.Unlock()
+	}
+	del, err := st.GetDelivery(ctx, paymux.DeliveryID("a", "ev-dead"))
+	if err != nil || del.State != paymux.DeliveryDead || del.Attempts != 3 {
+		t.Fatalf("got %+v %v", del, err)
+	}
+	if strings.Contains(del.LastError, "sk_live") {
+		t.Fatal("secret stored in the dead letter")
+	}
+}
+
+func TestReconcilerResolvesUnknownPayments(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := memory.New(memory.Options{Clock: clock})
+	a := sim.New(sim.Config{Name: "a", Clock: clock})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
+	a.Faults().Set(providertestPlanTimeout(3))
+	var ids []string
+	for i := 0; i < 3; i++ {
+		p, err := o.Authorize(ctx, cardRequest(fmt.Sprintf("unknown-%d", i), sim.TokenApprove))
+		if !errors.Is(err, paymux.ErrOutcomeUnknown) {
+			t.Fatal(err)
+		}
+		ids = append(ids, p.ID)
+	}
+	r := o.NewReconciler(paymux.ReconcileOptions{OlderThan: time.Minute, Rate: 1000})
+	if rep, _ := r.Reconcile(ctx); rep.Checked != 0 {
+		t.Fatalf("fresh payments were reconciled: %+v", rep)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	rep, err := r.Reconcile(ctx)
+	if err != nil || rep.Resolved != 3 {
+		t.Fatalf("report %+v %v", rep, err)
+	}
+	for _, id := range ids {
+		if p, _ := o.Get(ctx, id); p.Status != paymux.StatusCaptured {
+			t.Fatalf("%s still %s", id, p.Status)
+		}
+	}
+}
+
+func TestReconcilerFinishesAbandonedClaims(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := memory.New(memory.Options{Clock: clock})
+	a := sim.New(sim.Config{Name: "a", Clock: clock})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock, ClaimLease: time.Minute})
+	for i, charged := range []bool{true, false} {
+		req := cardRequest(fmt.Sprintf("abandoned-%d", i), sim.TokenApprove)
+		key1 := paymux.ProviderKey(req.IdempotencyKey, "a", paymux.OpAuthorize, 1)
+		snap := &paymux.Payment{ID: paymux.PaymentID(req.IdempotencyKey), IdempotencyKey: req.IdempotencyKey, Provider: "a", Status: paymux.StatusPending, Amount: req.Amount,
+			Attempts: []paymux.Attempt{{Number: 1, Provider: "a", Operation: paymux.OpAuthorize, ProviderKey: key1, Outcome: paymux.OutcomePending}}}
+		if _, ok, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "authorize/" + req.IdempotencyKey, Fingerprint: paymux.Fingerprint(&req), Token: "dead", Lease: time.Minute, TTL: time.Hour, Payment: snap}); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if charged {
+			if _, err := a.Authorize(ctx, &paymux.AuthorizeRequest{PaymentID: snap.ID, PaymentKey: req.IdempotencyKey, ProviderKey: key1, Amount: req.Amount, Method: req.Method, Capture: paymux.CaptureAutomatic}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mu.Lock()
+	now = now.Add(5 * time.Minute)
+	mu.Unlock()
+	rep, err := o.NewReconciler(paymux.ReconcileOptions{Rate: 1000}).Reconcile(ctx)
+	if err != nil || rep.Claims != 2 {
+		t.Fatalf("report %+v %v", rep, err)
+	}
+	// The charged one is recorded; the other's key is free again.
+	if p, err := o.GetByKey(ctx, "abandoned-0"); err != nil || p.Status != paymux.StatusCaptured {
+		t.Fatalf("charged claim: %+v %v", p, err)
+	}
+	if _, err := st.GetIdempotency(ctx, "authorize/abandoned-1"); !errors.Is(err, paymux.ErrNotFound) {
+		t.Fatalf("uncharged claim not freed: %v", err)
+	}
+	p, err := o.Authorize(ctx, cardRequest("abandoned-1", sim.TokenApprove))
+	if err != nil || p.Status != paymux.StatusCaptured || a.Charges("abandoned-1") != 1 || a.Charges("abandoned-0") != 1 {
+		t.Fatalf("after reconcile: %+v %v", p, err)
+	}
+}
+
+func FuzzWebhookHandler(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	p := &paymux.Payment{ProviderRef: "sim_x", IdempotencyKey: "k", Amount: paymux.NewMoney(100, "EUR")}
+	good, h := webhookBody("ev", paymux.EventCaptured, p, 100, true, now)
+	f.Add(good, h.Get(sim.SignatureHeader))
+	f.Add([]byte(`{}`), "t=1,v1=00")
+	f.Add([]byte(``), "")
+	f.Add(good[:10], h.Get(sim.SignatureHeader))
+	f.Add(good, "t=abc,v1=zz,v1=,=,,")
+	f.Fuzz(func(t *testing.T, body []byte, sig string) {
+		clock := func() time.Time { return now }
+		st := memory.New(memory.Options{Clock: clock})
+		a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
+		o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
+		hdr := http.Header{}
+		hdr.Set(sim.SignatureHeader, sig)
+		err := o.WebhookHandler(paymux.WebhookOptions{}).Ingest(context.Background(), "a", hdr, body)
+		verified := sim.VerifySignature(simSecret, hdr, body, now, sim.DefaultTolerance) == nil
+		if err == nil && !verified {
+			t.Fatalf("an unverified body was accepted: %q %q", body, sig)
+		}
+		if !verified {
+			if _, err := st.GetDelivery(context.Background(), "a/ev"); !errors.Is(err, paymux.ErrNotFound) {
+				t.Fatal("unverified event reached the outbox")
+			}
+		}
+		_ = paymux.WebhookStatus(err)
+	})
+}
+
+func BenchmarkWebhookIngest(b *testing.B) {
+	ctx := context.Background()
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: memory.New(memory.Options{})})
+	req := cardRequest("bench-webhook", sim.TokenApprove)
+	req.Capture = paymux.CaptureManual
+	p, _ := o.Authorize(ctx, req)
+	h := o.WebhookHandler(paymux.WebhookOptions{})
+	now := time.Now()
+	bodies := make([][]byte, 4096)
+	headers := make([]http.Header, len(bodies))
+	for i := range bodies {
+		bodies[i], headers[i] = webhookBody(fmt.Sprintf("ev-%d", i), paymux.EventAuthorized, p, 4999, true, now)
+	}
+	b.Run("verify-only", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			j := i % len(bodies)
+			if err := sim.VerifySignature(simSecret, headers[j], bodies[j], now, time.Hour); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ingest", func(b *testing.B) {
+		// Fresh event ids, so every iteration verifies, claims, applies and
+		// completes; bodies are signed before the timer starts.
+		bodies := make([][]byte, b.N)
+		headers := make([]http.Header, b.N)
+		for i := range bodies {
+			bodies[i], headers[i] = webhookBody(fmt.Sprintf("ev-%d", i), paymux.EventAuthorized, p, 4999, true, now)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if err := h.Ingest(ctx, "a", headers[i], bodies[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func providertestPlanTimeout(n int) providertest.FaultPlan {
+	return providertest.FaultPlan{TimeoutAfterCommitNext: n}
+}
