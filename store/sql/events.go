@@ -1,0 +1,100 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+func checkEvent(provider, eventID string) error {
+	if err := checkLen("provider", provider, maxProviderLen); err != nil {
+		return err
+	}
+	return checkLen("event id", eventID, maxEventIDLen)
+}
+
+// ClaimEvent implements paymux.EventStore. Rows hold either an in-flight
+// claim (expires_at is the lease end) or a processed event (expires_at is
+// the end of its TTL); either counts only until expires_at.
+func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease time.Duration) (paymux.EventClaim, error) {
+	if err := checkEvent(provider, eventID); err != nil {
+		return 0, err
+	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	for range maxClaimRounds {
+		now := s.now()
+		nowN, until := nanos(now), nanos(now.Add(lease))
+		n, err := s.affected(ctx, s.q.eventInsert, provider, eventID, until)
+		if err != nil {
+			return 0, fmt.Errorf("sqlstore: claim event: %w", err)
+		}
+		if n == 1 {
+			return paymux.EventClaimed, nil
+		}
+		n, err = s.affected(ctx, s.q.eventRetake, provider, eventID, until, nowN)
+		if err != nil {
+			return 0, fmt.Errorf("sqlstore: claim event: %w", err)
+		}
+		if n > 0 {
+			return paymux.EventClaimed, nil
+		}
+		var state string
+		var exp int64
+		q := s.q.eventSelect
+		err = s.db.QueryRowContext(ctx, q.text, q.args([]any{provider, eventID})...).Scan(&state, &exp)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			continue // released since the insert
+		case err != nil:
+			return 0, fmt.Errorf("sqlstore: claim event: %w", err)
+		case exp <= nowN:
+			continue // expired since the update
+		case state == stateDone:
+			return paymux.EventDuplicate, nil
+		default:
+			return paymux.EventBusy, nil
+		}
+	}
+	return 0, fmt.Errorf("sqlstore: claim event: the record kept changing; giving up after %d rounds", maxClaimRounds)
+}
+
+// CompleteEvent implements paymux.EventStore.
+func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl time.Duration) error {
+	if err := checkEvent(provider, eventID); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		ttl = s.eventTTL
+	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := s.exec(ctx, s.q.eventComplete, provider, eventID, nanos(s.now().Add(ttl))); err != nil {
+		return fmt.Errorf("sqlstore: complete event: %w", err)
+	}
+	return nil
+}
+
+// ReleaseEvent implements paymux.EventStore. A processed event stays
+// processed: only an in-flight claim is forgotten.
+func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := s.exec(ctx, s.q.eventRelease, provider, eventID); err != nil {
+		return fmt.Errorf("sqlstore: release event: %w", err)
+	}
+	return nil
+}
