@@ -166,6 +166,10 @@ func (s *Server) Close() {
 	s.hooks.Wait()
 }
 
+// WaitWebhooks blocks until every notification sent so far was delivered
+// (or failed).
+func (s *Server) WaitWebhooks() { s.hooks.Wait() }
+
 // Options returns the effective options (defaults filled in).
 func (s *Server) Options() Options { return s.opts }
 
