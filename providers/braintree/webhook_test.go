@@ -54,7 +54,7 @@ func loadVectors(t *testing.T) []vector {
 	return out
 }
 
-func newVerifier(t *testing.T, public, private string) *braintree.Provider {
+func newVerifier(t testing.TB, public, private string) *braintree.Provider {
 	t.Helper()
 	p, err := braintree.New(braintree.Config{PublicKey: public, PrivateKey: paymux.Secret(private)})
 	if err != nil {
