@@ -165,6 +165,7 @@ var (
 	_ paymux.Provider       = (*Provider)(nil)
 	_ paymux.WebhookParser  = (*Provider)(nil)
 	_ paymux.DecisionTabler = (*Provider)(nil)
+	_ paymux.WebhookHinter  = (*Provider)(nil)
 )
 
 // payment is the sim's record of one payment.
