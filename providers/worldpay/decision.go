@@ -98,6 +98,7 @@ var httpRows = []refusal{
 	{"response_lost", "Answer cut mid-body", paymux.KindOutcomeUnknown, paymux.DecisionStop},
 	{"undecodable_response", "2xx paymux cannot read", paymux.KindOutcomeUnknown, paymux.DecisionStop},
 	{"no_outcome", "2xx without an outcome", paymux.KindOutcomeUnknown, paymux.DecisionStop},
+	{"unknown_not_resent", "Earlier try may have been processed", paymux.KindOutcomeUnknown, paymux.DecisionStop},
 	{"internalErrorOccurred", "Worldpay 500", paymux.KindOutcomeUnknown, paymux.DecisionStop},
 	{"http_500", "5xx of unknown effect", paymux.KindOutcomeUnknown, paymux.DecisionStop},
 	{"http_502", "5xx of unknown effect", paymux.KindOutcomeUnknown, paymux.DecisionStop},

@@ -123,6 +123,11 @@ type Provider struct {
 
 	mu    sync.Mutex
 	cache map[string]*state // by transactionReference
+	// unknown holds the ProviderKeys of follow-up calls whose outcome was
+	// lost. Worldpay documents no de-duplication of a repeated settlement or
+	// refund, so this process never sends one of them again: the caller must
+	// reconcile (Sync) and decide with a new key.
+	unknown map[string]bool
 }
 
 // state is what the adapter remembers of a payment: the latest action links
@@ -165,12 +170,13 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Narrative = "paymux"
 	}
 	p := &Provider{
-		cfg:   cfg,
-		http:  cfg.HTTPClient,
-		log:   cfg.Logger,
-		now:   cfg.Clock,
-		base:  strings.TrimRight(cfg.BaseURL, "/"),
-		cache: make(map[string]*state),
+		cfg:     cfg,
+		http:    cfg.HTTPClient,
+		log:     cfg.Logger,
+		now:     cfg.Clock,
+		base:    strings.TrimRight(cfg.BaseURL, "/"),
+		cache:   make(map[string]*state),
+		unknown: make(map[string]bool),
 	}
 	if p.http == nil {
 		p.http = &http.Client{Timeout: 30 * time.Second}
@@ -315,6 +321,9 @@ func (p *Provider) refusal(op paymux.Operation, res *paymentResponse) error {
 // Capture implements paymux.Provider: full settlement when it takes what is
 // left of the authorisation, partial settlement otherwise.
 func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*paymux.ProviderPayment, error) {
+	if err := p.resend(paymux.OpCapture, req.ProviderKey); err != nil {
+		return nil, err
+	}
 	st, err := p.links(ctx, paymux.OpCapture, req.Reference)
 	if err != nil {
 		return nil, err
@@ -339,7 +348,7 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 	}
 	var res paymentResponse
 	if err := p.do(ctx, paymux.OpCapture, act.method(), act.Href, body, &res); err != nil {
-		p.forget(req.Reference, err)
+		p.forget(req.Reference, req.ProviderKey, err)
 		return nil, err
 	}
 	if res.Outcome == "refused" {
@@ -358,6 +367,9 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 // Refund implements paymux.Provider: a full refund when it returns all that
 // was captured and nothing was refunded yet, partial refunds otherwise.
 func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paymux.ProviderPayment, error) {
+	if err := p.resend(paymux.OpRefund, req.ProviderKey); err != nil {
+		return nil, err
+	}
 	st, err := p.links(ctx, paymux.OpRefund, req.Reference)
 	if err != nil {
 		return nil, err
@@ -379,7 +391,7 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 	}
 	var res paymentResponse
 	if err := p.do(ctx, paymux.OpRefund, act.method(), act.Href, body, &res); err != nil {
-		p.forget(req.Reference, err)
+		p.forget(req.Reference, req.ProviderKey, err)
 		return nil, err
 	}
 	if res.Outcome == "refused" {
@@ -397,6 +409,9 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 
 // Void implements paymux.Provider by following cancelPayment.
 func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.ProviderPayment, error) {
+	if err := p.resend(paymux.OpVoid, req.ProviderKey); err != nil {
+		return nil, err
+	}
 	st, err := p.links(ctx, paymux.OpVoid, req.Reference)
 	if err != nil {
 		return nil, err
@@ -407,7 +422,7 @@ func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.P
 	act := st.actions[actCancel]
 	var res paymentResponse
 	if err := p.do(ctx, paymux.OpVoid, act.method(), act.Href, nil, &res); err != nil {
-		p.forget(req.Reference, err)
+		p.forget(req.Reference, req.ProviderKey, err)
 		return nil, err
 	}
 	p.remember(req.Reference, func(s *state) { s.actions = res.actions() })
@@ -534,14 +549,33 @@ func (p *Provider) remember(ref string, fn func(*state)) {
 }
 
 // forget drops cached links after a failure whose effect is unknown, so the
-// next call asks Worldpay which actions are still open.
-func (p *Provider) forget(ref string, err error) {
+// next call asks Worldpay which actions are still open, and remembers the
+// call's key so that it is not sent again.
+func (p *Provider) forget(ref, key string, err error) {
 	if paymux.KindOf(err) != paymux.KindOutcomeUnknown {
 		return
 	}
 	p.mu.Lock()
 	delete(p.cache, ref)
+	if key != "" {
+		if len(p.unknown) >= maxCache {
+			clear(p.unknown)
+		}
+		p.unknown[key] = true
+	}
 	p.mu.Unlock()
+}
+
+// resend refuses a follow-up whose earlier try with the same key may have
+// been processed.
+func (p *Provider) resend(op paymux.Operation, key string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if key == "" || !p.unknown[key] {
+		return nil
+	}
+	return &paymux.ProviderError{Provider: p.cfg.Name, Operation: op, Kind: paymux.KindOutcomeUnknown, Code: "unknown_not_resent",
+		Message: "an earlier call with this key may have been processed and Worldpay documents no de-duplication; Sync the payment and retry with a new key"}
 }
 
 func (p *Provider) invalid(op paymux.Operation, msg string) error {

@@ -371,3 +371,31 @@ func TestNewValidates(t *testing.T) {
 		t.Fatalf("caps %+v", caps)
 	}
 }
+
+// A capture whose answer was lost is never sent again with the same key:
+// Worldpay documents no de-duplication of settlements.
+func TestFollowUpWithUnknownOutcomeIsNotResent(t *testing.T) {
+	t.Parallel()
+	p, b := setup(t)
+	ctx := context.Background()
+	res, err := p.Authorize(ctx, authReq(b, "", 1000, paymux.CaptureManual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.faults.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 1})
+	creq := &paymux.CaptureRequest{Reference: res.Reference, ProviderKey: "cap-once", Amount: paymux.NewMoney(300, "GBP")}
+	if _, err := p.Capture(ctx, creq); paymux.KindOf(err) != paymux.KindOutcomeUnknown {
+		t.Fatalf("want unknown, got %v", err)
+	}
+	if _, err := p.Capture(ctx, creq); paymux.KindOf(err) != paymux.KindOutcomeUnknown || errCode(err) != "unknown_not_resent" {
+		t.Fatalf("retry: %v", err)
+	}
+	snap, _ := b.fake.Payment(res.Reference)
+	if snap.Captured != 300 {
+		t.Fatalf("captured %d, want 300 exactly", snap.Captured)
+	}
+	l, err := p.Lookup(ctx, &paymux.LookupRequest{Reference: res.Reference, Amount: paymux.NewMoney(1000, "GBP")})
+	if err != nil || l.Status != paymux.StatusCaptured {
+		t.Fatalf("lookup: %+v %v", l, err)
+	}
+}
