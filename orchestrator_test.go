@@ -303,6 +303,7 @@ func TestInvariant3ProviderKeySavedBeforeCall(t *testing.T) {
 		t.Fatalf("%d calls were made with a key the store did not hold", spy.unsaved.Load())
 	}
 	keys := spy.keys()
+	// Two retryable failures, then success: three calls, one key.
 	if len(keys) != 3 || keys[0] != keys[1] || keys[1] != keys[2] {
 		t.Fatalf("retries of one attempt used keys %v, want one key three times", keys)
 	}

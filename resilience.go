@@ -253,9 +253,30 @@ func (o *Orchestrator) callProvider(ctx context.Context, p *registeredProvider, 
 		}
 		return backoff.Permanent(err)
 	}
-	err := backoff.Retry(operation, o.cfg.Retry.backoff(ctx))
+	// The first call runs without building a backoff: the happy path pays
+	// for no retry machinery.
+	err := operation()
+	var perm *backoff.PermanentError
+	var b backoff.BackOff
+	for err != nil && !errors.As(err, &perm) {
+		if b == nil {
+			b = o.cfg.Retry.backoff(ctx)
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			err = backoff.Permanent(err)
+			continue
+		case <-t.C:
+		}
+		err = operation()
+	}
 	if err != nil {
-		var perm *backoff.PermanentError
 		if errors.As(err, &perm) {
 			err = perm.Err
 		}
