@@ -285,6 +285,7 @@ func TestCardDataRefused(t *testing.T) {
 	for _, tok := range []string{
 		"4111111111111111",
 		`{"type":"scheme","number":"4111111111111111","expiryMonth":"03","expiryYear":"2030","cvc":"737"}`,
+		`{"type":"scheme","encryptedCardNumber":"test_4111111111111111","encryptedSecurityCode":"test_737"}`,
 	} {
 		req := authReq(paymux.CaptureAutomatic)
 		req.Method.Token = tok
