@@ -113,7 +113,12 @@ type ProviderError struct {
 	DeclineCode string // the issuer decline code where the provider gives one
 	HTTPStatus  int
 	Message     string
-	Err         error
+	// Reference is the provider's reference of the payment when the adapter
+	// knows it despite the failure (an order created before the call that
+	// failed). The orchestrator records it, so Sync can find the payment
+	// after an unknown outcome.
+	Reference string
+	Err       error
 }
 
 func (e *ProviderError) Error() string {

@@ -399,6 +399,10 @@ func (o *Orchestrator) runAttempts(ctx context.Context, req *PaymentRequest, key
 		lastErr = err
 		a.Kind, a.Decision = cls.Kind, cls.Decision
 		a.Code = errorCode(err)
+		var pe *ProviderError
+		if errors.As(err, &pe) && pe.Reference != "" {
+			p.ProviderRef = pe.Reference
+		}
 		switch {
 		case cls.Kind == KindOutcomeUnknown || !failoverSafe(cls.Kind) && cls.Decision == DecisionFailover:
 			// Money may have moved: stop here and reconcile with this
