@@ -71,7 +71,7 @@ func authReq(capture paymux.CaptureMode) *paymux.AuthorizeRequest {
 	return &paymux.AuthorizeRequest{
 		PaymentID: "pay_1", PaymentKey: "order-1001", ProviderKey: "pmx_key_1",
 		Amount: paymux.NewMoney(1000, "EUR"), Method: adyentest.Method(""), Country: "NL", Capture: capture,
-		Customer: paymux.Customer{ID: "cus_1", Email: "buyer@example.com", IP: "203.0.113.7"},
+		Customer:  paymux.Customer{ID: "cus_1", Email: "buyer@example.com", IP: "203.0.113.7"},
 		ReturnURL: "https://shop.example/return",
 	}
 }
