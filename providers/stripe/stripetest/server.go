@@ -1064,3 +1064,15 @@ func randHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// EventBody builds a Stripe event body around object, as Stripe sends it.
+func EventBody(id, typ, apiVersion string, created time.Time, object map[string]any) []byte {
+	if apiVersion == "" {
+		apiVersion = DefaultAPIVersion
+	}
+	return mustJSON(map[string]any{
+		"id": id, "object": "event", "api_version": apiVersion, "created": created.Unix(),
+		"data": map[string]any{"object": object}, "livemode": false, "pending_webhooks": 1,
+		"request": map[string]any{"id": nil, "idempotency_key": nil}, "type": typ,
+	})
+}
