@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *providertest.Fixture {
 				at = time.Now()
 			}
 			form := braintreetest.SignNotification(publicKey, privateKey,
-				[]byte(braintreetest.NotificationXML(kind, ev.ProviderRef, orderID, ev.Amount, at)))
+				[]byte(braintreetest.NotificationXML(kind, braintreetest.LegacyID(ev.ProviderRef), orderID, ev.Amount, at)))
 			h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 			return h, []byte(form.Encode())
 		}
@@ -84,7 +84,7 @@ func newFixture(t *testing.T) *providertest.Fixture {
 		},
 		SignWebhook:            sign(srv.PublicKey(), srv.PrivateKey()),
 		SignWebhookWrongSecret: sign(srv.PublicKey(), "not_the_private_key"),
-		UnknownReference:       "tx99999999",
+		UnknownReference:       braintreetest.GlobalID("transaction", "nosuchtx"),
 		Caps: providertest.Caps{
 			ManualCapture:       true,
 			PartialCapture:      true,

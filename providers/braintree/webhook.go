@@ -185,13 +185,13 @@ func (p *Provider) parseNotification(payload string, raw []byte) (*paymux.Event,
 	switch {
 	case txn != nil:
 		subjectID, amount, currency = txn.ID, txn.Amount, txn.CurrencyIsoCode
-		ev.ProviderRef = txn.ID
+		ev.ProviderRef = globalID("transaction", txn.ID)
 		ev.PaymentKey, _ = splitOrderID(txn.OrderID)
 	case n.Subject.Dispute != nil:
 		d := n.Subject.Dispute
 		subjectID, amount, currency = d.ID, d.Amount, d.CurrencyIsoCode
 		if d.Transaction != nil {
-			ev.ProviderRef = d.Transaction.ID
+			ev.ProviderRef = globalID("transaction", d.Transaction.ID)
 			ev.PaymentKey, _ = splitOrderID(d.Transaction.OrderID)
 			if currency == "" {
 				currency = d.Transaction.CurrencyIsoCode
@@ -210,7 +210,7 @@ func (p *Provider) parseNotification(payload string, raw []byte) (*paymux.Event,
 		ev.Type, ev.Success = paymux.EventRefundFailed, false
 		if txn != nil && txn.RefundedTransactionID != "" {
 			// The subject is the refund; the payment is the refunded transaction.
-			ev.ProviderRef = txn.RefundedTransactionID
+			ev.ProviderRef = globalID("transaction", txn.RefundedTransactionID)
 		}
 	case "dispute_opened":
 		ev.Type = paymux.EventDisputeOpened
@@ -228,6 +228,18 @@ func (p *Provider) parseNotification(payload string, raw []byte) (*paymux.Event,
 	// subject and timestamp, so together they de-duplicate.
 	ev.ID = n.Kind + ":" + subjectID + ":" + strings.TrimSpace(n.Timestamp)
 	return ev, nil
+}
+
+// globalID converts the legacy id a notification carries to the GraphQL id
+// paymux stored as the payment's reference: base64("<type>_<legacy id>")
+// without padding. Braintree calls its ids opaque, so this is a best effort:
+// should it ever not match, the orchestrator finds the payment by
+// PaymentKey (from orderId) instead, and never overwrites a reference.
+func globalID(typ, legacy string) string {
+	if legacy == "" {
+		return ""
+	}
+	return base64.RawStdEncoding.EncodeToString([]byte(typ + "_" + legacy))
 }
 
 func firstNonEmpty(s ...string) string {

@@ -133,12 +133,12 @@ func TestWebhookEvents(t *testing.T) {
 		success bool
 		ref     string
 	}{
-		{"transaction_settled", paymux.EventCaptured, true, "tx1"},
-		{"transaction_settlement_declined", paymux.EventCaptureFailed, false, "tx1"},
-		{"transaction_disbursed", paymux.EventOther, true, "tx1"},
-		{"dispute_opened", paymux.EventDisputeOpened, true, "tx1"},
-		{"dispute_won", paymux.EventOther, true, "tx1"},
-		{"refund_failed", paymux.EventRefundFailed, false, "tx1"},
+		{"transaction_settled", paymux.EventCaptured, true, "dHJhbnNhY3Rpb25fdHgx"},
+		{"transaction_settlement_declined", paymux.EventCaptureFailed, false, "dHJhbnNhY3Rpb25fdHgx"},
+		{"transaction_disbursed", paymux.EventOther, true, "dHJhbnNhY3Rpb25fdHgx"},
+		{"dispute_opened", paymux.EventDisputeOpened, true, "dHJhbnNhY3Rpb25fdHgx"},
+		{"dispute_won", paymux.EventOther, true, "dHJhbnNhY3Rpb25fdHgx"},
+		{"refund_failed", paymux.EventRefundFailed, false, "dHJhbnNhY3Rpb25fdHgx"},
 	}
 	p := newVerifier(t, "pub", "priv")
 	for _, tt := range tests {

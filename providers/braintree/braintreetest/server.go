@@ -96,7 +96,8 @@ type event struct {
 }
 
 type txn struct {
-	ID         string
+	ID         string // the GraphQL id
+	Legacy     string // the id of the classic API and of webhooks
 	OrderID    string
 	Status     string
 	Amount     int64 // current amount: authorised, then captured
@@ -263,10 +264,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		hangUp(w)
 		return
 	}
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
+	if latency > 0 && !mutating {
+		if !sleep(r.Context(), latency) {
 			return
 		}
 	}
@@ -292,7 +291,12 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	if raw, ok := req.Variables["input"]; ok {
 		_ = json.Unmarshal(raw, &input)
 	}
-	status, resp := s.dispatch(op, input, req.Variables)
+	if !mutating {
+		latency = 0
+	}
+	// A mutation's latency is spent "processing", after its apiRequestKey is
+	// claimed, so a concurrent duplicate sees it in flight.
+	status, resp := s.dispatch(r.Context(), op, input, req.Variables, latency)
 	if fault == providertest.FaultTimeoutAfterCommit {
 		// Processed (money moved); the answer never arrives.
 		hangUp(w)
@@ -301,6 +305,15 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-time.After(d):
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func hangUp(w http.ResponseWriter) {
@@ -347,7 +360,7 @@ func dataResp(field string, v any) response {
 }
 
 // dispatch runs one operation; the apiRequestKey protocol wraps mutations.
-func (s *Server) dispatch(op string, input map[string]any, vars map[string]json.RawMessage) (int, response) {
+func (s *Server) dispatch(ctx context.Context, op string, input map[string]any, vars map[string]json.RawMessage, latency time.Duration) (int, response) {
 	switch op {
 	case "node":
 		var id string
@@ -368,6 +381,9 @@ func (s *Server) dispatch(op string, input map[string]any, vars map[string]json.
 	}
 	key, _ := input["apiRequestKey"].(string)
 	if key == "" {
+		if latency > 0 {
+			sleep(ctx, latency)
+		}
 		return s.run(op, input)
 	}
 	fp := fingerprint(op, input)
@@ -389,6 +405,10 @@ func (s *Server) dispatch(op string, input map[string]any, vars map[string]json.
 		return http.StatusOK, s.replay(op, t)
 	}
 	s.mu.Unlock()
+	if latency > 0 {
+		// Processing continues even if the client gives up, as at Braintree.
+		time.Sleep(latency)
+	}
 	status, resp := s.run(op, input)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -454,9 +474,31 @@ func (s *Server) run(op string, input map[string]any) (int, response) {
 	return s.authorize(op, input)
 }
 
-func (s *Server) newID(prefix string) string {
+// newID returns a GraphQL id and its legacy id.
+func (s *Server) newID(typ string) (global, legacy string) {
 	s.seq++
-	return fmt.Sprintf("%s%08d", prefix, s.seq)
+	legacy = fmt.Sprintf("%08x", 0x5a000000+s.seq)
+	return GlobalID(typ, legacy), legacy
+}
+
+// GlobalID is the GraphQL id of a legacy id: base64 of "<type>_<legacy id>"
+// without padding, the form Braintree's GraphQL ids take.
+func GlobalID(typ, legacy string) string {
+	return base64.RawStdEncoding.EncodeToString([]byte(typ + "_" + legacy))
+}
+
+// LegacyID is the inverse of GlobalID; it returns id unchanged when it is
+// not a GraphQL id.
+func LegacyID(id string) string {
+	b, err := base64.RawStdEncoding.DecodeString(id)
+	if err != nil {
+		return id
+	}
+	_, legacy, ok := strings.Cut(string(b), "_")
+	if !ok {
+		return id
+	}
+	return legacy
 }
 
 func (s *Server) setStatus(t *txn, status string, ev event) {
@@ -511,7 +553,8 @@ func (s *Server) authorize(op string, input map[string]any) (int, response) {
 	case !strings.HasPrefix(nonce, "fake-"):
 		return http.StatusOK, errResp(gqlErr("VALIDATION", "91565", "Unknown or expired payment method ID.", []string{"input", "paymentMethodId"}))
 	}
-	t := &txn{ID: s.newID("tx"), OrderID: str(input, "transaction", "orderId"), Amount: money.Amount, Currency: s.opts.Currency, CreatedAt: s.opts.Clock().UTC()}
+	id, legacy := s.newID("transaction")
+	t := &txn{ID: id, Legacy: legacy, OrderID: str(input, "transaction", "orderId"), Amount: money.Amount, Currency: s.opts.Currency, CreatedAt: s.opts.Clock().UTC()}
 	s.txns[t.ID] = t
 	exp, _ := s.opts.Currency.Exponent()
 	whole := money.Amount
@@ -600,7 +643,8 @@ func (s *Server) refund(op string, input map[string]any) (int, response) {
 		return http.StatusOK, errResp(gqlErr("VALIDATION", "91521", "Refund amount is too large.", []string{"input", "refund", "amount"}))
 	}
 	t.Refunded += amount
-	r := &txn{ID: s.newID("rf"), OrderID: t.OrderID, Amount: amount, Currency: t.Currency, CreatedAt: s.opts.Clock().UTC(), IsRefund: true, RefundOf: t.ID}
+	rid, rlegacy := s.newID("refund")
+	r := &txn{ID: rid, Legacy: rlegacy, OrderID: t.OrderID, Amount: amount, Currency: t.Currency, CreatedAt: s.opts.Clock().UTC(), IsRefund: true, RefundOf: t.ID}
 	s.txns[r.ID] = r
 	s.setStatus(r, "SUBMITTED_FOR_SETTLEMENT", event{})
 	return http.StatusOK, dataResp(op, map[string]any{"refund": s.renderRefund(r)})
@@ -692,14 +736,14 @@ func (s *Server) render(t *txn) map[string]any {
 		hist = append(hist, h)
 	}
 	return map[string]any{
-		"__typename": "Transaction", "id": t.ID, "orderId": t.OrderID, "status": t.Status,
+		"__typename": "Transaction", "id": t.ID, "legacyId": t.Legacy, "orderId": t.OrderID, "status": t.Status,
 		"createdAt": t.CreatedAt.Format(time.RFC3339Nano), "amount": s.money(t.Amount, t.Currency),
 		"statusHistory": hist,
 	}
 }
 
 func (s *Server) renderRefund(r *txn) map[string]any {
-	out := map[string]any{"__typename": "Refund", "id": r.ID, "status": r.Status, "amount": s.money(r.Amount, r.Currency), "orderId": r.OrderID}
+	out := map[string]any{"__typename": "Refund", "id": r.ID, "legacyId": r.Legacy, "status": r.Status, "amount": s.money(r.Amount, r.Currency), "orderId": r.OrderID}
 	if parent := s.txns[r.RefundOf]; parent != nil {
 		out["refundedTransaction"] = s.render(parent)
 	}
@@ -709,7 +753,7 @@ func (s *Server) renderRefund(r *txn) map[string]any {
 // Webhooks
 
 // Notification builds a signed webhook for kind about the transaction with
-// id, in the shape of Braintree's WebhookTesting.sample_notification: the
+// GraphQL id (the notification carries its legacy id), in the shape of Braintree's WebhookTesting.sample_notification: the
 // notification XML with the current timestamp, base64 with a line break
 // every 60 characters and a trailing one, signed with the server's keys.
 // Transaction kinds (transaction_settled, transaction_settlement_declined,
@@ -722,14 +766,15 @@ func (s *Server) Notification(kind, id string) url.Values {
 	if t != nil {
 		view = *t
 	} else {
-		view = txn{ID: id, Currency: s.opts.Currency}
+		view = txn{Legacy: LegacyID(id), Currency: s.opts.Currency}
 	}
 	now := s.opts.Clock().UTC()
 	s.mu.Unlock()
-	return SignNotification(s.opts.PublicKey, s.opts.PrivateKey, []byte(NotificationXML(kind, view.ID, view.OrderID, paymux.Money{Amount: view.Amount, Currency: view.Currency}, now)))
+	return SignNotification(s.opts.PublicKey, s.opts.PrivateKey, []byte(NotificationXML(kind, view.Legacy, view.OrderID, paymux.Money{Amount: view.Amount, Currency: view.Currency}, now)))
 }
 
-// NotificationXML renders a notification of kind about transaction id.
+// NotificationXML renders a notification of kind about the transaction
+// with legacy id id (webhooks carry legacy ids).
 func NotificationXML(kind, id, orderID string, amount paymux.Money, at time.Time) string {
 	esc := html.EscapeString
 	amt := ""
