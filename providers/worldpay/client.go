@@ -298,6 +298,9 @@ func (p *Provider) httpError(op paymux.Operation, status int, raw []byte) error 
 	if c, ok := p.table.Lookup(p.cfg.Name, op, code); ok && status < 500 {
 		pe.Kind = c.Kind
 	}
+	if pe.Kind == paymux.KindOutcomeUnknown {
+		p.log.Warn("worldpay: outcome unknown", "operation", string(op), "status", status, "code", code)
+	}
 	return pe
 }
 
@@ -311,6 +314,8 @@ func (p *Provider) transportError(op paymux.Operation, err error) error {
 	switch {
 	case errors.As(err, &oe) && oe.Op == "dial", errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &dns):
 		pe.Kind, pe.Code, pe.Message = paymux.KindUnavailable, "connection_refused", "could not connect"
+	default:
+		p.log.Warn("worldpay: outcome unknown", "operation", string(op), "err", err.Error())
 	}
 	return pe
 }

@@ -240,3 +240,22 @@ func TestRequestOnTheWire(t *testing.T) {
 		}
 	}
 }
+
+// With only a full-settlement link and no record of the authorised amount,
+// a capture is refused rather than settling more than asked.
+func TestCaptureNeverSettlesMoreThanAsked(t *testing.T) {
+	t.Parallel()
+	posts := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			posts++
+		}
+		w.Write([]byte(`{"lastEvent":"Authorized","_links":{"payments:settle":{"href":"` + "http://" + r.Host + `/payments/settlements/full/x"}}}`))
+	}))
+	defer srv.Close()
+	p, _ := worldpay.New(worldpay.Config{Username: "u", Password: "p", Entity: "default", BaseURL: srv.URL, HTTPClient: srv.Client()})
+	_, err := p.Capture(context.Background(), &paymux.CaptureRequest{Reference: "ref-1", ProviderKey: "k", Amount: paymux.NewMoney(100, "GBP")})
+	if paymux.KindOf(err) != paymux.KindConflict || posts != 0 {
+		t.Fatalf("err %v, posts %d", err, posts)
+	}
+}

@@ -339,11 +339,10 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 	case st.actions.has(actPartialSettle):
 		act = st.actions[actPartialSettle]
 		body = partialRequest{Value: value{Currency: string(req.Amount.Currency), Amount: req.Amount.Amount}, Reference: shortRef(req.ProviderKey)}
-	case st.actions.has(actSettle) && st.authorized == 0:
-		// Links from the recovery query carry no amounts; a full settle is
-		// the only choice Worldpay offers then.
-		act = st.actions[actSettle]
 	default:
+		// Without a partial settlement link, and without proof that the
+		// amount is all that is left, a full settlement could move more
+		// money than asked: refuse.
 		return nil, p.noAction(paymux.OpCapture, "settle")
 	}
 	var res paymentResponse
