@@ -153,9 +153,11 @@ type Provider struct {
 	// persistent store never sees the same reference twice.
 	instance string
 
-	mu           sync.Mutex
-	seq          uint64
-	payments     map[string]*payment   // by reference
+	mu  sync.Mutex
+	seq uint64
+	// payments holds every payment, indexed by the number at the end of
+	// its reference: cheaper than hashing the reference.
+	payments     []*payment
 	keys         map[string]*keyRecord // by provider idempotency key
 	byPaymentKey map[string]*payment   // the latest payment of each paymux key
 	total        int
@@ -237,7 +239,6 @@ func New(cfg Config) *Provider {
 		caps:         cfg.Capabilities,
 		faults:       cfg.Faults,
 		clock:        cfg.Clock,
-		payments:     make(map[string]*payment),
 		keys:         make(map[string]*keyRecord),
 		byPaymentKey: make(map[string]*payment),
 	}
@@ -527,6 +528,39 @@ func (pay *payment) result() *paymux.ProviderPayment {
 	return r
 }
 
+// paymentPrefix starts every payment reference.
+const paymentPrefix = "simpay_"
+
+// newRef returns the reference of the next payment: paymentPrefix, the
+// instance, "_" and the payment's index in p.payments.
+func (p *Provider) newRef() string {
+	var buf [64]byte
+	b := append(buf[:0], paymentPrefix...)
+	b = append(b, p.instance...)
+	b = append(b, '_')
+	b = strconv.AppendInt(b, int64(len(p.payments)), 10)
+	return string(b)
+}
+
+// payment finds a payment by reference; p.mu is held.
+func (p *Provider) payment(ref string) *payment {
+	head := len(paymentPrefix) + len(p.instance) + 1
+	if len(ref) <= head || len(ref) > head+19 || ref[:len(paymentPrefix)] != paymentPrefix ||
+		ref[len(paymentPrefix):head-1] != p.instance || ref[head-1] != '_' {
+		return nil
+	}
+	i, err := strconv.ParseUint(ref[head:], 10, 63)
+	if err != nil || i >= uint64(len(p.payments)) {
+		return nil
+	}
+	pay := p.payments[i]
+	if pay.ref != ref {
+		// "01" and "1" parse alike; only the exact reference is ours.
+		return nil
+	}
+	return pay
+}
+
 func (p *Provider) newID(prefix string) string {
 	p.seq++
 	var buf [64]byte
@@ -610,7 +644,7 @@ func (p *Provider) authorize(now time.Time, req *paymux.AuthorizeRequest, ev *ev
 	}
 
 	pay := &payment{
-		ref: p.newID("simpay_"), paymentKey: req.PaymentKey, amount: req.Amount,
+		ref: p.newRef(), paymentKey: req.PaymentKey, amount: req.Amount,
 		capture: capture, updated: now,
 	}
 	switch {
@@ -630,7 +664,7 @@ func (p *Provider) authorize(now time.Time, req *paymux.AuthorizeRequest, ev *ev
 		}
 	}
 	pay.initStatus, pay.initNext, pay.created = pay.status, pay.next, now
-	p.payments[pay.ref] = pay
+	p.payments = append(p.payments, pay)
 	pay.prev = p.byPaymentKey[req.PaymentKey]
 	p.byPaymentKey[req.PaymentKey] = pay
 	if approve {
@@ -712,7 +746,7 @@ func (p *Provider) finishAction(ctx context.Context, ref string, ok bool) error 
 	}
 	var ev events
 	p.mu.Lock()
-	pay := p.payments[ref]
+	pay := p.payment(ref)
 	var err error
 	switch {
 	case pay == nil:
@@ -755,7 +789,7 @@ func (p *Provider) Capture(ctx context.Context, req *paymux.CaptureRequest) (*pa
 		if res, err, ok := p.replay(op, req.ProviderKey, &fp); ok {
 			return res, err
 		}
-		pay := p.payments[req.Reference]
+		pay := p.payment(req.Reference)
 		if pay == nil {
 			return nil, p.notFound(op)
 		}
@@ -803,7 +837,7 @@ func (p *Provider) Refund(ctx context.Context, req *paymux.RefundRequest) (*paym
 		if res, err, ok := p.replay(op, req.ProviderKey, &fp); ok {
 			return res, err
 		}
-		pay := p.payments[req.Reference]
+		pay := p.payment(req.Reference)
 		if pay == nil {
 			return nil, p.notFound(op)
 		}
@@ -860,7 +894,7 @@ func (p *Provider) Void(ctx context.Context, req *paymux.VoidRequest) (*paymux.P
 		if !p.caps.Void {
 			return nil, p.perr(op, paymux.KindUnimplemented, CodeUnsupported, 501, "void not supported")
 		}
-		pay := p.payments[req.Reference]
+		pay := p.payment(req.Reference)
 		if pay == nil {
 			return nil, p.notFound(op)
 		}
@@ -912,7 +946,7 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 
 func (p *Provider) find(req *paymux.LookupRequest) *payment {
 	if req.Reference != "" {
-		if pay := p.payments[req.Reference]; pay != nil {
+		if pay := p.payment(req.Reference); pay != nil {
 			return pay
 		}
 	}

@@ -224,7 +224,7 @@ func (p *Provider) emit(ev *events) {
 // change the payment.
 func (p *Provider) SendEvent(typ paymux.EventType, ref string) error {
 	p.mu.Lock()
-	pay := p.payments[ref]
+	pay := p.payment(ref)
 	var e eventData
 	if pay != nil {
 		e = eventData{typ: typ, ref: pay.ref, key: pay.paymentKey, amount: pay.amount, success: true, status: pay.status}
