@@ -408,15 +408,19 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 		}
 	}
 	if req.PaymentKey != "" {
-		best, err := p.searchOrderID(ctx, map[string]any{"startsWith": req.PaymentKey}, func(id string) bool {
-			key, _ := splitOrderID(id)
-			return key == req.PaymentKey
-		})
-		if err != nil {
-			return nil, err
-		}
-		if best != nil {
-			return p.toPayment(op, best, req.Amount.Currency)
+		// The attempts of this payment: "<key>#pmx_..." (narrow, so one page
+		// holds them), then the bare key that orderID falls back to.
+		for _, cond := range []map[string]any{{"startsWith": req.PaymentKey + orderIDSep + "pmx_"}, {"is": req.PaymentKey}} {
+			best, err := p.searchOrderID(ctx, cond, func(id string) bool {
+				key, _ := splitOrderID(id)
+				return key == req.PaymentKey
+			})
+			if err != nil {
+				return nil, err
+			}
+			if best != nil {
+				return p.toPayment(op, best, req.Amount.Currency)
+			}
 		}
 	}
 	return nil, &paymux.ProviderError{Provider: p.name, Operation: op, Kind: paymux.KindNotFound, Code: "NOT_FOUND", Message: "no transaction with that order id"}

@@ -336,3 +336,19 @@ func TestSecretsStayOutOfLogs(t *testing.T) {
 		t.Fatalf("private key in logs: %s", logs)
 	}
 }
+
+// TestLongKeyFallsBackToBareOrderID: past Braintree's orderId limit the
+// attempt key is left off, and Lookup by the paymux key still finds it.
+func TestLongKeyFallsBackToBareOrderID(t *testing.T) {
+	t.Parallel()
+	p, b := setup(t)
+	key := strings.Repeat("k", 240)
+	pay := authorize(t, p, key, paymux.CaptureAutomatic, "fake-valid-nonce", 1000)
+	if tx, _ := b.srv.Transaction(pay.Reference); tx.OrderID != key {
+		t.Fatalf("orderId %q", tx.OrderID)
+	}
+	got, err := p.Lookup(context.Background(), &paymux.LookupRequest{PaymentKey: key})
+	if err != nil || got.Reference != pay.Reference {
+		t.Fatalf("%+v %v", got, err)
+	}
+}
