@@ -56,6 +56,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -119,6 +120,7 @@ const DefaultName = "sim"
 //	Clock             time.Now
 //	Faults            a fresh *providertest.Faults, reachable with Provider.Faults
 //	Latency           none
+//	LatencyJitter     none
 //	ActionURL         "https://sim.paymux.invalid/3ds/"
 //	OnEvent           nil: no webhooks are sent
 type Config struct {
@@ -134,6 +136,8 @@ type Config struct {
 	Faults *providertest.Faults
 	// Latency is added to every call, on top of the fault plan's latency.
 	Latency time.Duration
+	// LatencyJitter adds a uniformly random extra in [0, LatencyJitter).
+	LatencyJitter time.Duration
 	// ActionURL prefixes the payment reference in NextAction.RedirectURL.
 	ActionURL string
 	// OnEvent receives every webhook the sim sends, signed, after the state
@@ -407,7 +411,7 @@ func (p *Provider) call(ctx context.Context, op paymux.Operation, fn func(now ti
 		// The sim did not process it, but a client cannot know that.
 		return nil, p.perr(op, paymux.KindOutcomeUnknown, CodeServerError, 500, "internal server error")
 	}
-	timedOut := p.wait(ctx, lat+p.cfg.Latency)
+	timedOut := p.wait(ctx, lat+p.latency())
 	p.mu.Lock()
 	res, perr, ev := fn(p.clock())
 	p.mu.Unlock()
@@ -433,6 +437,14 @@ func withEvents(fn func(now time.Time, ev *events) (*paymux.ProviderPayment, *pa
 		res, err := fn(now, &ev)
 		return res, err, ev
 	}
+}
+
+func (p *Provider) latency() time.Duration {
+	d := p.cfg.Latency
+	if p.cfg.LatencyJitter > 0 {
+		d += mrand.N(p.cfg.LatencyJitter)
+	}
+	return d
 }
 
 // wait sleeps for d or until ctx ends, and reports whether ctx ended first.
@@ -932,7 +944,7 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 	if fault == providertest.FaultOutage {
 		return nil, p.perr(op, paymux.KindUnavailable, CodeServiceUnavailable, 503, "service unavailable")
 	}
-	if p.wait(ctx, lat+p.cfg.Latency) {
+	if p.wait(ctx, lat+p.latency()) {
 		// A read has no effect, so a time-out only means "ask again".
 		return nil, &paymux.ProviderError{Provider: p.cfg.Name, Operation: op, Kind: paymux.KindUnavailable, Code: CodeTimeout, Message: "timed out waiting for the response", Err: ctx.Err()}
 	}

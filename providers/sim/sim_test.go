@@ -600,3 +600,32 @@ func TestSecretNeverPrinted(t *testing.T) {
 		t.Fatalf("error: %v", err)
 	}
 }
+
+func TestLookupOfForeignReferences(t *testing.T) {
+	t.Parallel()
+	p, _ := setup(t)
+	pay, _ := p.Authorize(ctx, authReq("order-1", sim.TokenApprove, ""))
+	ref := pay.Reference
+	cut := strings.LastIndexByte(ref, '_')
+	for _, bad := range []string{"", "simpay_", ref[:cut], ref[:cut+1], ref + "0", ref[:cut+1] + "00", ref[:cut+1] + "-0",
+		ref[:cut+1] + "99999999999999999999999", "simpay_0000000000_0", "x" + ref[1:], strings.ToUpper(ref)} {
+		if _, err := p.Lookup(ctx, &paymux.LookupRequest{Reference: bad}); !errors.Is(err, paymux.ErrNotFound) {
+			t.Errorf("Lookup(%q): %v", bad, err)
+		}
+	}
+	if got, err := p.Lookup(ctx, &paymux.LookupRequest{Reference: ref}); err != nil || got.Reference != ref {
+		t.Fatalf("Lookup(%q): %+v, %v", ref, got, err)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	t.Parallel()
+	p, _ := setup(t, func(c *sim.Config) { c.Latency, c.LatencyJitter = 2*time.Millisecond, time.Millisecond })
+	start := time.Now()
+	if _, err := p.Authorize(ctx, authReq("order-1", sim.TokenApprove, "")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 2*time.Millisecond {
+		t.Fatalf("answered after %s, before the configured latency", d)
+	}
+}
