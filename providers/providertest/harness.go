@@ -1,5 +1,13 @@
 // Package providertest is the conformance suite every provider adapter runs
-// against its fake. An adapter's conformance_test.go calls Run with a Harness.
+// against its fake. An adapter's conformance_test.go calls Run with a
+// Harness whose New builds a Fixture: the adapter, the fake's documented test
+// values, and hooks into the fake (faults, charge counts, webhook signing).
+// Caps and nil optional fields switch subtests off with t.Skip, so an adapter
+// states what it supports instead of writing its own tests for the shared
+// semantics. Run's documentation lists the subtests.
+//
+// Faults is also the fault plan every fake server consults, so that tests and
+// the surge tool's chaos mode drive all providers the same way.
 package providertest
 
 import (
@@ -38,10 +46,12 @@ type Fixture struct {
 	// Lookup must report it authorized (manual capture) or captured
 	// (automatic). nil: skip.
 	CompleteAction func(ctx context.Context, ref string) error
-	// Faults drives the fake's fault injection.
+	// Faults drives the fake's fault injection; nil skips the Faults
+	// subtests. The suite sets a plan and resets it to the zero plan.
 	Faults *Faults
 	// Charges reports how many times money moved at the fake for paymentKey
-	// (the paymux key the adapter passed in AuthorizeRequest.PaymentKey).
+	// (the paymux key the adapter passed in AuthorizeRequest.PaymentKey);
+	// nil: charge counts are not checked.
 	Charges func(paymentKey string) int
 	// SignWebhook builds a signed webhook request for an event at the fake,
 	// as the provider would send it; nil when the adapter has no webhooks.
