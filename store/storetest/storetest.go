@@ -1,0 +1,87 @@
+// Package storetest is the conformance suite every paymux.Store runs. A
+// store's conformance_test.go calls Run with a Harness:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, storetest.Harness{
+//			New: func(t *testing.T) paymux.Store { return memory.New(memory.Options{}) },
+//		})
+//	}
+//
+// The suite uses the wall clock with short leases (tens of milliseconds) and
+// polls rather than sleeping long, so stores whose expiry is decided by a
+// server (Redis PX, SQL now()) are tested the same way as in-process ones.
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+// Harness builds stores for the suite.
+type Harness struct {
+	// New returns a fresh, empty store isolated from every other store New
+	// returned (its own key prefix or schema). It registers its own cleanup
+	// with t.Cleanup. Required.
+	New func(t *testing.T) paymux.Store
+	// Concurrency is how many goroutines race in the concurrency tests;
+	// zero means 64.
+	Concurrency int
+	// Lease is the short lease used by the expiry tests; zero means 40 ms.
+	// Stores with coarse timers may ask for more.
+	Lease time.Duration
+}
+
+func (h Harness) concurrency() int {
+	if h.Concurrency > 0 {
+		return h.Concurrency
+	}
+	return 64
+}
+
+func (h Harness) lease() time.Duration {
+	if h.Lease > 0 {
+		return h.Lease
+	}
+	return 40 * time.Millisecond
+}
+
+// Run runs the whole suite. Every subtest gets its own store from h.New and
+// runs in parallel with the others.
+func Run(t *testing.T, h Harness) {
+	t.Helper()
+	if h.New == nil {
+		t.Fatal("storetest: Harness.New is nil")
+	}
+	s := &suite{h: h}
+	groups := []struct {
+		name  string
+		tests []test
+	}{
+		{"Idempotency", s.idempotencyTests()},
+		{"Payments", s.paymentTests()},
+		{"Events", s.eventTests()},
+		{"Outbox", s.outboxTests()},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range g.tests {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.fn(t)
+				})
+			}
+		})
+	}
+}
+
+type test struct {
+	name string
+	fn   func(t *testing.T)
+}
+
+type suite struct {
+	h Harness
+}
