@@ -404,9 +404,11 @@ func (o *Orchestrator) runAttempts(ctx context.Context, req *PaymentRequest, key
 			p.ProviderRef = pe.Reference
 		}
 		switch {
-		case cls.Kind == KindOutcomeUnknown || !failoverSafe(cls.Kind) && cls.Decision == DecisionFailover:
+		case cls.Kind == KindOutcomeUnknown || cls.Kind == KindConflict || !failoverSafe(cls.Kind) && cls.Decision == DecisionFailover:
 			// Money may have moved: stop here and reconcile with this
-			// provider before anything else is tried (invariant 2).
+			// provider before anything else is tried (invariant 2). An
+			// idempotency conflict counts too: a payment may already exist
+			// under the key.
 			a.Outcome = OutcomeUnknown
 			o.observeAttempt(ctx, p, *a)
 			p.Status = StatusUnknown
