@@ -307,7 +307,7 @@ func (p *Provider) paymentResult(op paymux.Operation, asked paymux.Money, mode p
 		}
 		return nil, &paymux.ProviderError{
 			Provider: p.name, Operation: op, Kind: kind, Code: r.ResultCode, DeclineCode: decline,
-			HTTPStatus: http.StatusOK, Message: msg, Err: &RefusalError{PSPReference: r.PSPReference, ResultCode: r.ResultCode, RefusalReason: r.RefusalReason, RefusalReasonCode: r.RefusalReasonCode, RefusalReasonRaw: r.AdditionalData["refusalReasonRaw"]},
+			HTTPStatus: http.StatusOK, Message: msg, Reference: r.PSPReference, Err: &RefusalError{PSPReference: r.PSPReference, ResultCode: r.ResultCode, RefusalReason: r.RefusalReason, RefusalReasonCode: r.RefusalReasonCode, RefusalReasonRaw: r.AdditionalData["refusalReasonRaw"]},
 		}
 	}
 	// A resultCode nobody classified: Adyen answered 200, so it may have

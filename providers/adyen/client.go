@@ -102,7 +102,13 @@ func (p *Provider) httpError(op paymux.Operation, resp *http.Response, raw []byt
 		// have been received by the issuing party and been acted upon".
 		kind = paymux.KindOutcomeUnknown
 	}
-	return &paymux.ProviderError{Provider: p.name, Operation: op, Kind: kind, Code: code, HTTPStatus: status, Message: msg, Err: rawErr}
+	pe := &paymux.ProviderError{Provider: p.name, Operation: op, Kind: kind, Code: code, HTTPStatus: status, Message: msg, Err: rawErr}
+	if op == paymux.OpAuthorize {
+		// The pspReference of a failed /payments call names the payment
+		// its AUTHORISATION webhook will carry.
+		pe.Reference = se.PSPReference
+	}
+	return pe
 }
 
 func isTransient(h http.Header) bool {

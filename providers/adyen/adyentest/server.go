@@ -780,6 +780,33 @@ func (s *Server) notify(it Item) {
 	}()
 }
 
+// RedeliverFailed sends every notification whose delivery failed again, as
+// Adyen's retry queue would, and returns how many still fail.
+func (s *Server) RedeliverFailed() int {
+	s.mu.Lock()
+	var idx []int
+	for i, n := range s.sent {
+		if n.Err != nil {
+			idx = append(idx, i)
+		}
+	}
+	s.mu.Unlock()
+	failing := 0
+	for _, i := range idx {
+		s.mu.Lock()
+		body := s.sent[i].Body
+		s.mu.Unlock()
+		status, err := s.deliver(body)
+		s.mu.Lock()
+		s.sent[i].Status, s.sent[i].Err = status, err
+		s.mu.Unlock()
+		if err != nil {
+			failing++
+		}
+	}
+	return failing
+}
+
 func (s *Server) deliver(body []byte) (int, error) {
 	req, err := http.NewRequest(http.MethodPost, s.opts.WebhookURL, bytes.NewReader(body))
 	if err != nil {
