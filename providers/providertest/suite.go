@@ -37,7 +37,7 @@ import (
 //	Void/{Authorized,ThenCapture}
 //	Lookup/{ByReference,ByProviderKey,ByPaymentKey,NotFound}
 //	Idempotency/{SameKeyChargesOnce,ConcurrentSameKey,DifferentParams}
-//	Faults/{Outage,RateLimit,TimeoutAfterCommit}
+//	Faults/{Outage,RateLimit,ServerError,TimeoutAfterCommit}
 //	Webhook/{RoundTrip,TamperedBody,Unsigned,WrongSecret,TooOld}
 func Run(t *testing.T, h Harness) {
 	t.Helper()
@@ -87,6 +87,7 @@ func Run(t *testing.T, h Harness) {
 		{"Faults", []subtest{
 			{"Outage", testOutage},
 			{"RateLimit", testRateLimit},
+			{"ServerError", testServerError},
 			{"TimeoutAfterCommit", testTimeoutAfterCommit},
 		}},
 		{"Webhook", []subtest{
@@ -771,6 +772,19 @@ func testRateLimit(t *testing.T, s *suite) {
 	_, err := s.Provider.Authorize(s.ctx, req)
 	s.Faults.Set(FaultPlan{})
 	s.providerError(t, err, paymux.KindRateLimited)
+	s.charges(t, req.PaymentKey, 0)
+}
+
+// testServerError: a 5xx of unknown effect must read as OutcomeUnknown, never
+// Unavailable, even though this fake did not process it: the adapter cannot
+// know that, and guessing wrong would let paymux charge elsewhere too.
+func testServerError(t *testing.T, s *suite) {
+	s.needFaults(t)
+	req := s.request(t, s.Approve, paymux.CaptureAutomatic)
+	s.Faults.Set(FaultPlan{ServerErrorRate: 1})
+	_, err := s.Provider.Authorize(s.ctx, req)
+	s.Faults.Set(FaultPlan{})
+	s.providerError(t, err, paymux.KindOutcomeUnknown)
 	s.charges(t, req.PaymentKey, 0)
 }
 
