@@ -263,6 +263,10 @@ func (p *Provider) classifyStripe(op paymux.Operation, se *stripeapi.Error, err 
 		Provider: p.name, Operation: op, Code: code, DeclineCode: decline, HTTPStatus: se.HTTPStatusCode,
 		Message: paymux.Redact(se.Msg), Err: err,
 	}
+	if se.PaymentIntent != nil {
+		// A declined confirm still created the intent: let Sync find it.
+		pe.Reference = se.PaymentIntent.ID
+	}
 	// An authentication or idempotency failure outranks a code that may
 	// come with it.
 	if typeCode == CodeAuthenticationError || typeCode == CodePermissionError || typeCode == CodeIdempotencyError {

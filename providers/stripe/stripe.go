@@ -582,7 +582,7 @@ func (p *Provider) declineFromIntent(op paymux.Operation, pi *stripeapi.PaymentI
 		c = paymux.Classification{Kind: paymux.KindHardDecline, Decision: paymux.DecisionStop}
 	}
 	return &paymux.ProviderError{Provider: p.name, Operation: op, Kind: c.Kind, Code: code, DeclineCode: decline,
-		HTTPStatus: http.StatusOK, Message: paymux.Redact(msg)}
+		HTTPStatus: http.StatusOK, Message: paymux.Redact(msg), Reference: pi.ID}
 }
 
 // prepare sets the context and idempotency key of a call and returns the
