@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -205,20 +206,55 @@ func (p *Provider) Authorize(ctx context.Context, req *paymux.AuthorizeRequest) 
 	if req.ThreeDS {
 		body.AuthenticationData = &AuthenticationData{AttemptAuthentication: "always"}
 	}
-	if len(req.Metadata) > 0 || req.PaymentID != "" {
-		body.Metadata = make(map[string]string, len(req.Metadata)+1)
-		for k, v := range req.Metadata {
-			body.Metadata[k] = v
-		}
-		if req.PaymentID != "" {
-			body.Metadata["paymuxPaymentId"] = req.PaymentID
-		}
+	body.Metadata = p.metadata(req.PaymentID, req.Metadata)
+	if len(body.ShopperRef) < 3 && !stored {
+		body.ShopperRef = "" // Adyen wants 3 to 256 characters; it is optional here
 	}
 	var resp PaymentResponse
 	if err := p.post(ctx, op, "/payments", req.ProviderKey, &body, &resp); err != nil {
 		return nil, err
 	}
 	return p.paymentResult(op, req.Amount, req.Capture, &resp)
+}
+
+// Adyen's documented metadata limits: 20 entries, keys up to 20 characters,
+// values up to 80. Going over them is a 422 that would fail the payment, so
+// entries that do not fit are dropped (keys) or shortened (values).
+const (
+	maxMetadataEntries = 20
+	maxMetadataKey     = 20
+	maxMetadataValue   = 80
+)
+
+func (p *Provider) metadata(paymentID string, in map[string]string) map[string]string {
+	if len(in) == 0 && paymentID == "" {
+		return nil
+	}
+	out := make(map[string]string, min(len(in)+1, maxMetadataEntries))
+	if paymentID != "" {
+		out["paymuxPaymentId"] = paymentID
+	}
+	keys := make([]string, 0, len(in))
+	for k := range in {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // which entries survive must not depend on map order
+	dropped := 0
+	for _, k := range keys {
+		v := in[k]
+		if len(k) > maxMetadataKey || len(out) >= maxMetadataEntries || k == "paymuxPaymentId" {
+			dropped++
+			continue
+		}
+		if len(v) > maxMetadataValue {
+			v = v[:maxMetadataValue]
+		}
+		out[k] = v
+	}
+	if dropped > 0 {
+		p.log.Warn("adyen: metadata entries dropped to fit Adyen's limits", "dropped", dropped)
+	}
+	return out
 }
 
 // paymentMethod turns a paymux method into Adyen's paymentMethod object.

@@ -407,3 +407,40 @@ func TestNewValidates(t *testing.T) {
 		t.Error("live URL")
 	}
 }
+
+// TestMetadataFitsAdyenLimits: metadata over Adyen's limits (20 entries,
+// 20-character keys, 80-character values) would fail the payment with 422.
+func TestMetadataFitsAdyenLimits(t *testing.T) {
+	t.Parallel()
+	p, b := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"pspReference":"PSP1","resultCode":"Authorised"}`)
+	})
+	req := authReq(paymux.CaptureAutomatic)
+	req.Customer.ID = "c1" // too short for shopperReference: left out
+	req.Metadata = map[string]string{"a_key_longer_than_twenty": "x", "a_long": strings.Repeat("v", 200)}
+	for i := 0; i < 30; i++ {
+		req.Metadata[fmt.Sprintf("k%02d", i)] = "v"
+	}
+	if _, err := p.Authorize(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body := b.last()
+	var got struct {
+		Metadata         map[string]string `json:"metadata"`
+		ShopperReference *string           `json:"shopperReference"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Metadata) != 20 || got.Metadata["paymuxPaymentId"] != "pay_1" || len(got.Metadata["a_long"]) != 80 {
+		t.Errorf("metadata: %d entries, id %q, long %d", len(got.Metadata), got.Metadata["paymuxPaymentId"], len(got.Metadata["a_long"]))
+	}
+	for k := range got.Metadata {
+		if len(k) > 20 {
+			t.Errorf("key %q over 20 characters", k)
+		}
+	}
+	if got.ShopperReference != nil {
+		t.Errorf("shopperReference %q sent", *got.ShopperReference)
+	}
+}

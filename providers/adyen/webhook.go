@@ -297,9 +297,25 @@ func refusalFromReason(reason string) string {
 	return r
 }
 
-// otherEvent is a verified header-signed webhook paymux does not act on.
-// Its id is the body's hash, so a redelivery is de-duplicated.
+// otherEvent is a verified header-signed webhook paymux does not act on
+// (Balance Platform, Management API). Its id is the body's hash, so a
+// redelivery is de-duplicated. OccurredAt is the body's own timestamp;
+// without one it is the Unix epoch, so the webhook handler treats the event
+// as an orphan and acknowledges it instead of asking Adyen to redeliver a
+// webhook no payment will ever match.
 func (p *Provider) otherEvent(body []byte) paymux.Event {
 	sum := sha256.Sum256(body)
-	return paymux.Event{Provider: p.name, ID: "body:" + hex.EncodeToString(sum[:16]), Type: paymux.EventOther, Success: true, Raw: append([]byte(nil), body...), OccurredAt: p.clock()}
+	var meta struct {
+		Timestamp string `json:"timestamp"`
+		CreatedAt string `json:"createdAt"`
+	}
+	_ = json.Unmarshal(body, &meta)
+	at := time.Unix(0, 0).UTC()
+	for _, s := range []string{meta.Timestamp, meta.CreatedAt} {
+		if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			at = t
+			break
+		}
+	}
+	return paymux.Event{Provider: p.name, ID: "body:" + hex.EncodeToString(sum[:16]), Type: paymux.EventOther, Success: true, Raw: append([]byte(nil), body...), OccurredAt: at}
 }
