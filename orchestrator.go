@@ -479,7 +479,7 @@ func (o *Orchestrator) recoverAuthorize(ctx context.Context, req *PaymentRequest
 		return o.finish(ctx, key, token, p, fmt.Errorf("%w: provider %q is no longer configured", ErrOutcomeUnknown, a.Provider))
 	}
 	res, _, err := o.callProvider(ctx, rp, OpLookup, func(cctx context.Context) (*ProviderPayment, error) {
-		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount})
+		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount, AttemptStartedAt: a.StartedAt})
 	})
 	switch {
 	case err == nil:
@@ -806,7 +806,7 @@ func (o *Orchestrator) Sync(ctx context.Context, paymentID string) (*Payment, er
 	lreq := &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount}
 	for i := len(p.Attempts) - 1; i >= 0; i-- {
 		if a := p.Attempts[i]; a.Operation == OpAuthorize && a.Provider == p.Provider {
-			lreq.ProviderKey = a.ProviderKey
+			lreq.ProviderKey, lreq.AttemptStartedAt = a.ProviderKey, a.StartedAt
 			break
 		}
 	}

@@ -153,6 +153,10 @@ type LookupRequest struct {
 	ProviderKey string
 	PaymentKey  string
 	Amount      Money
+	// AttemptStartedAt is when the attempt being looked up was made (zero if
+	// unknown). Providers whose records lag (Worldpay's can take minutes)
+	// answer OutcomeUnknown rather than NotFound while the attempt is young.
+	AttemptStartedAt time.Time
 }
 
 // ProviderPayment is the provider's view of a payment after a call.

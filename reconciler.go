@@ -172,7 +172,7 @@ func (r *Reconciler) resolveClaim(ctx context.Context, rec *IdempotencyRecord) e
 		return err
 	}
 	res, _, lerr := o.callProvider(ctx, rp, OpLookup, func(cctx context.Context) (*ProviderPayment, error) {
-		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount})
+		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount, AttemptStartedAt: a.StartedAt})
 	})
 	switch {
 	case lerr == nil:
