@@ -1,0 +1,65 @@
+package sqlstore_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/paymux/paymux/store/sql"
+)
+
+// BenchmarkClaimComplete measures the store's share of one happy-path
+// authorisation: ClaimIdempotency then CompleteIdempotency of a fresh key.
+// It reports round trips per pair counted by the counting driver wrapper.
+//
+//	go test -run '^$' -bench ClaimComplete -benchtime 2s ./store/sql/
+func BenchmarkClaimComplete(b *testing.B) {
+	cases := []struct {
+		name    string
+		dialect sqlstore.Dialect
+		dsnOpt  string
+	}{
+		{"postgres", sqlstore.Postgres, ""},
+		{"mysql", sqlstore.MySQL, ""},
+		{"mysql-interpolate", sqlstore.MySQL, "interpolateParams=true"},
+		{"sqlite", sqlstore.SQLite, ""},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var n sqlstore.Counter
+			h := newBenchHarness(b, c.dialect, c.dsnOpt, &n)
+			st := h.store(b, sqlstore.Options{})
+			claimComplete(b, st, "warm-up")
+			n.Reset()
+			b.ResetTimer()
+			for i := range b.N {
+				claimComplete(b, st, "bench-"+strconv.Itoa(i))
+			}
+			b.StopTimer()
+			cnt := n.Counts()
+			b.ReportMetric(float64(cnt.RoundTrips())/float64(b.N), "roundtrips/op")
+			b.ReportMetric(float64(cnt.RoundTrips()-cnt.Prepares)/float64(b.N), "statements/op")
+		})
+	}
+}
+
+func newBenchHarness(b *testing.B, d sqlstore.Dialect, dsnOpt string, n *sqlstore.Counter) *harness {
+	if dsnOpt == "" {
+		return newHarness(b, d, n)
+	}
+	dsn, _ := server(d)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	db, err := sqlstore.OpenCountingDB(d, dsn+sep+dsnOpt, n)
+	if err != nil {
+		b.Skip(err)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		b.Skip(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return &harness{dialect: d, db: db, counter: n}
+}
