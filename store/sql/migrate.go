@@ -102,6 +102,11 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	defer conn.Close()
+	// Every start-up calls Migrate; when nothing is missing it costs one
+	// read, takes no lock and needs no DDL privilege.
+	if s.upToDate(ctx, conn, migs) {
+		return nil
+	}
 	name, id := s.lockName()
 
 	switch s.dialect {
@@ -153,25 +158,45 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 	}
 }
 
-func (s *Store) applyMigrations(ctx context.Context, e execer, migs []migration) error {
-	if _, err := e.ExecContext(ctx, s.q.migrationsTable.text); err != nil {
-		return fmt.Errorf("sqlstore: migrate: create migrations table: %w", err)
+// upToDate reports whether every migration is recorded as applied. Any
+// error (no migrations table yet, above all) means "not known to be", and
+// the locked path finds out for sure.
+func (s *Store) upToDate(ctx context.Context, e execer, migs []migration) bool {
+	applied, err := s.appliedVersions(ctx, e)
+	if err != nil {
+		return false
 	}
+	for _, m := range migs {
+		if !applied[m.version] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) appliedVersions(ctx context.Context, e execer) (map[int]bool, error) {
 	rows, err := e.QueryContext(ctx, s.q.migrationsList.text)
 	if err != nil {
-		return fmt.Errorf("sqlstore: migrate: %w", err)
+		return nil, err
 	}
+	defer rows.Close()
 	applied := map[int]bool{}
 	for rows.Next() {
 		var v int
 		if err := rows.Scan(&v); err != nil {
-			rows.Close()
-			return fmt.Errorf("sqlstore: migrate: %w", err)
+			return nil, err
 		}
 		applied[v] = true
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	return applied, rows.Err()
+}
+
+func (s *Store) applyMigrations(ctx context.Context, e execer, migs []migration) error {
+	if _, err := e.ExecContext(ctx, s.q.migrationsTable.text); err != nil {
+		return fmt.Errorf("sqlstore: migrate: create migrations table: %w", err)
+	}
+	applied, err := s.appliedVersions(ctx, e)
+	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
 	for _, m := range migs {

@@ -455,3 +455,44 @@ func TestCountingConnectorCountsTransactions(t *testing.T) {
 		t.Fatal("Reset left counts")
 	}
 }
+
+// Without a working database there is no claim: every call fails with an
+// error that is none of the store's answers (not found, claim lost,
+// version conflict), which the orchestrator turns into
+// ErrStoreUnavailable, and a claim is never reported as won.
+func TestFailsClosedWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		// A closed pool stands in for a database that went away.
+		dsn, _ := server(d)
+		if d == sqlstore.SQLite {
+			dsn = filepath.Join(t.TempDir(), "gone.db")
+		}
+		db, err := sqlstore.OpenDB(d, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		dead, err := sqlstore.New(db, sqlstore.Options{Dialect: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := t.Context()
+		p := payment("pay_dead", "k")
+		rec, claimed, err := dead.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t", Lease: time.Minute, Payment: p})
+		if err == nil || claimed || rec != nil {
+			t.Fatalf("claim without a database: %+v, %v, %v", rec, claimed, err)
+		}
+		for what, err := range map[string]error{
+			"complete": dead.CompleteIdempotency(ctx, "k", "t", p),
+			"save":     dead.SavePayment(ctx, p, 0),
+			"release":  dead.ReleaseIdempotency(ctx, "k", "t"),
+			"get":      func() error { _, err := dead.GetPayment(ctx, "x"); return err }(),
+			"event":    func() error { _, err := dead.ClaimEvent(ctx, "sim", "e", time.Minute); return err }(),
+		} {
+			if err == nil || errors.Is(err, paymux.ErrNotFound) || errors.Is(err, paymux.ErrClaimLost) || errors.Is(err, paymux.ErrVersionConflict) {
+				t.Errorf("%s without a database: %v, want a store failure", what, err)
+			}
+		}
+	})
+}
