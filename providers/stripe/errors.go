@@ -199,11 +199,9 @@ func (p *Provider) classify(op paymux.Operation, rec *callRecord, err error) err
 	case status == http.StatusUnauthorized:
 		pe.Code = CodeAuthenticationError
 	case status != 0:
-		// An answer stripe-go could not read (a proxy page, a body cut
-		// short): whatever happened behind it is not known.
-		pe.Code = "invalid_response"
-		pe.Kind = paymux.KindOutcomeUnknown
-		return pe
+		// An answer stripe-go could not read (a body cut short, a proxy
+		// page): the request arrived and its outcome was lost.
+		pe.Code = CodeConnectionLost
 	case notSent(err) || !wrote:
 		pe.Code = CodeConnectionRefused
 	default:

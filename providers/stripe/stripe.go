@@ -111,6 +111,7 @@ var (
 	_ paymux.Provider       = (*Provider)(nil)
 	_ paymux.WebhookParser  = (*Provider)(nil)
 	_ paymux.DecisionTabler = (*Provider)(nil)
+	_ paymux.WebhookHinter  = (*Provider)(nil)
 )
 
 // New returns an adapter for the account of cfg.SecretKey.
@@ -407,7 +408,13 @@ func (p *Provider) Lookup(ctx context.Context, req *paymux.LookupRequest) (*paym
 	if len(found) == 0 {
 		lp := &stripeapi.PaymentIntentListParams{}
 		lp.Limit = stripeapi.Int64(100)
-		lp.CreatedRange = &stripeapi.RangeQueryParams{GreaterThanOrEqual: p.now().Add(-p.window).Unix()}
+		since := p.now().Add(-p.window)
+		if !req.AttemptStartedAt.IsZero() {
+			// Only intents created after the attempt began can be it; ten
+			// minutes of slack cover clock skew between us and Stripe.
+			since = req.AttemptStartedAt.Add(-10 * time.Minute)
+		}
+		lp.CreatedRange = &stripeapi.RangeQueryParams{GreaterThanOrEqual: since.Unix()}
 		lp.AddExpand("data.latest_charge")
 		rec, cctx := p.prepare(ctx, nil, "")
 		lp.Context = cctx

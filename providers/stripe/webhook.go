@@ -200,6 +200,10 @@ func normalise(provider string, body []byte) (paymux.Event, error) {
 		ev.Type, ev.Amount = paymux.EventAuthorized, amount(o.AmountCapturable)
 	case "payment_intent.payment_failed":
 		ev.Type, ev.Success, ev.Amount = paymux.EventFailed, false, amount(o.Amount)
+		// A failure names only its own attempt: matched by key, the decline
+		// of an attempt paymux already replaced (a step-up to 3-D Secure)
+		// would fail the payment. Unknown references are settled by Sync.
+		ev.PaymentKey = ""
 		if e := o.LastPaymentError; e != nil {
 			ev.Code = e.DeclineCode
 			if ev.Code == "" {
@@ -244,4 +248,27 @@ func idOf(raw json.RawMessage) string {
 		return o.ID
 	}
 	return ""
+}
+
+// HintReference implements paymux.WebhookHinter: from an unverified body it
+// names the PaymentIntent the event is about, which paymux only ever uses to
+// ask Stripe itself (Sync). Nothing in the body is trusted.
+func (p *Provider) HintReference(_ http.Header, body []byte) (string, bool) {
+	var w wireEvent
+	if json.Unmarshal(body, &w) != nil || w.Object != "event" {
+		return "", false
+	}
+	ref := idOf(w.Data.Object.PaymentIntent)
+	if w.Data.Object.Object == "payment_intent" {
+		ref = w.Data.Object.ID
+	}
+	if !strings.HasPrefix(ref, "pi_") || len(ref) > 255 {
+		return "", false
+	}
+	for _, c := range ref {
+		if !(c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return "", false
+		}
+	}
+	return ref, true
 }

@@ -213,7 +213,7 @@ func TestWebhooksFromFake(t *testing.T) {
 		"dispute_opened 15.00 EUR",
 		"authorized 8.00 EUR key",
 		"voided 8.00 EUR key",
-		"failed 8.00 EUR key insufficient_funds",
+		"failed 8.00 EUR insufficient_funds",
 		"action_required 8.00 EUR key",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
