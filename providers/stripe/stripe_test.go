@@ -25,18 +25,22 @@ type bundle struct {
 }
 
 // setup starts a fake and an adapter pointed at it.
-func setup(t *testing.T) (*stripe.Provider, *bundle) {
+func setup(t *testing.T, mods ...func(*stripe.Config)) (*stripe.Provider, *bundle) {
 	t.Helper()
 	b := &bundle{faults: &providertest.Faults{}}
 	b.srv = stripetest.NewServer(stripetest.Options{Faults: b.faults})
 	t.Cleanup(b.srv.Close)
-	p, err := stripe.New(stripe.Config{
+	cfg := stripe.Config{
 		SecretKey:     stripetest.DefaultSecretKey,
 		WebhookSecret: stripetest.DefaultWebhookSecret,
 		BaseURL:       b.srv.URL,
 		HTTPClient:    b.srv.Client(),
 		Logger:        slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	p, err := stripe.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,5 +556,27 @@ func TestCurrencyUnits(t *testing.T) {
 		if res.Amount.Amount != c.amount || res.Captured != c.amount {
 			t.Errorf("%s: read back %+v", c.cur, res)
 		}
+	}
+}
+
+// TestLookupScanBound: when search misses, Lookup scans recent intents; a
+// scan cut short by its page bound cannot prove absence.
+func TestLookupScanBound(t *testing.T) {
+	t.Parallel()
+	p, b := setup(t, func(c *stripe.Config) { c.LookupListPages = 1 })
+	ctx := context.Background()
+	for i := 0; i < 101; i++ {
+		if _, err := p.Authorize(ctx, b.request(t, "pm_card_visa", 100, paymux.CaptureManual)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := p.Lookup(ctx, &paymux.LookupRequest{ProviderKey: "lost-attempt"})
+	if pe := kindOf(t, err); pe.Kind != paymux.KindOutcomeUnknown || pe.Code != "lookup_incomplete" {
+		t.Fatalf("bounded scan: %v", err)
+	}
+	// An attempt younger than every intent there: the scan is short and complete.
+	_, err = p.Lookup(ctx, &paymux.LookupRequest{ProviderKey: "lost-attempt", AttemptStartedAt: time.Now().Add(time.Hour)})
+	if pe := kindOf(t, err); pe.Kind != paymux.KindNotFound {
+		t.Fatalf("scan since the attempt: %v", err)
 	}
 }
