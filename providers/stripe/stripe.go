@@ -54,6 +54,12 @@ const (
 	MetadataReason      = "paymux_reason"
 )
 
+// Stripe's metadata limits: 50 keys, values of at most 500 characters.
+const (
+	maxMetadataKeys  = 50
+	maxMetadataValue = 500
+)
+
 // DefaultName is the provider name when Config.Name is empty.
 const DefaultName = "stripe"
 
@@ -62,7 +68,7 @@ const DefaultName = "stripe"
 //
 //	Name               "stripe"
 //	SecretKey          required (sk_test_... / sk_live_... / rk_...)
-//	WebhookSecrets     none: ParseWebhook refuses every webhook
+//	WebhookSecret(s)   none: ParseWebhook refuses every webhook
 //	BaseURL            https://api.stripe.com
 //	HTTPClient         a client with a 30 s timeout
 //	Logger             slog.Default()
@@ -231,9 +237,22 @@ func (p *Provider) Authorize(ctx context.Context, req *paymux.AuthorizeRequest) 
 			Card: &stripeapi.PaymentIntentPaymentMethodOptionsCardParams{RequestThreeDSecure: stripeapi.String("any")},
 		}
 	}
+	for _, v := range []string{req.PaymentID, req.PaymentKey, req.ProviderKey} {
+		if len(v) > maxMetadataValue {
+			return nil, p.invalid(op, "paymux keys longer than Stripe's 500-character metadata values")
+		}
+	}
 	// Shop metadata first, so that it can never overwrite paymux's own keys.
+	// Keys Stripe would refuse (or read as nested parameters) are dropped
+	// rather than failing the payment; values are cut to Stripe's limit.
+	n := 0
 	for _, k := range sortedKeys(req.Metadata) {
-		params.AddMetadata(k, req.Metadata[k])
+		if n == maxMetadataKeys-3 || k == "" || len(k) > 40 || strings.ContainsAny(k, "[]") ||
+			k == MetadataPaymentID || k == MetadataPaymentKey || k == MetadataProviderKey {
+			continue
+		}
+		params.AddMetadata(k, truncate(req.Metadata[k], maxMetadataValue))
+		n++
 	}
 	params.AddMetadata(MetadataPaymentID, req.PaymentID)
 	params.AddMetadata(MetadataPaymentKey, req.PaymentKey)

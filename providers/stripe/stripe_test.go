@@ -83,6 +83,7 @@ func TestAuthorizeAutomaticCapture(t *testing.T) {
 	p, b := setup(t)
 	ctx := context.Background()
 	req := b.request(t, "pm_card_visa", 2500, paymux.CaptureAutomatic)
+	req.Metadata = map[string]string{"campaign": "drop-7", "a][amount": "1", stripe.MetadataPaymentKey: "spoofed"}
 	res, err := p.Authorize(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +95,9 @@ func TestAuthorizeAutomaticCapture(t *testing.T) {
 	md := pi["metadata"].(map[string]string)
 	if md[stripe.MetadataPaymentKey] != req.PaymentKey || md[stripe.MetadataPaymentID] != req.PaymentID || md[stripe.MetadataProviderKey] != req.ProviderKey {
 		t.Fatalf("metadata %v", md)
+	}
+	if md["campaign"] != "drop-7" || len(md) != 4 {
+		t.Fatalf("shop metadata %v", md)
 	}
 	// A retry of the same attempt replays Stripe's saved answer.
 	again, err := p.Authorize(ctx, req)
