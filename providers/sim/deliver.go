@@ -106,7 +106,7 @@ func (d *Deliverer) Send(header http.Header, body []byte) {
 	}
 	d.pending++
 	d.queue = append(d.queue, delivery{header: header.Clone(), body: bytes.Clone(body)})
-	d.cond.Signal()
+	d.cond.Broadcast() // Flush waits on the same cond: Signal could wake it instead of a worker
 }
 
 // Flush waits until every webhook sent so far was acknowledged or given up,
@@ -212,7 +212,7 @@ func (d *Deliverer) retryLater(w delivery) {
 		}
 		d.queue = append(d.queue, w)
 		d.mu.Unlock()
-		d.cond.Signal()
+		d.cond.Broadcast() // Flush waits on the same cond: Signal could wake it instead of a worker
 	})
 	d.timers[t] = struct{}{}
 }
