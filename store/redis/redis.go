@@ -1,0 +1,168 @@
+// Package redisstore is a paymux.Store on Redis, through
+// github.com/redis/go-redis/v9. It accepts any redis.UniversalClient: a
+// single node, Sentinel or Cluster.
+//
+// # Keys
+//
+// Everything the orchestrator changes together (idempotency records, their
+// leases, payments, the provider-reference index, the unsettled and stale
+// sets, the outbox) lives under one hash tag, "{<prefix>}:", so each
+// multi-key Lua script stays in one Cluster slot. The price is that one
+// store's state sits on one Cluster shard; run several stores with different
+// prefixes to spread shops. Webhook event claims touch one key each and are
+// not tagged, so they spread over the cluster.
+//
+// # Round trips
+//
+// Every operation is one round trip: a plain command or one Lua script
+// (EVALSHA; the first call on a fresh server also sends EVAL). The
+// orchestrator's happy path is ClaimIdempotency plus CompleteIdempotency:
+// two round trips. CountingHook counts them.
+//
+// # Time
+//
+// Leases and TTLs are judged by the Redis server's clock (TIME inside the
+// scripts, PX expiry), so instances with skewed clocks still agree on who
+// holds a key. Times given by the caller (ClaimDueDeliveries' now,
+// ListStaleClaims' bound, payment UpdatedAt) are compared at microsecond
+// precision.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paymux/paymux"
+)
+
+// Options configures a Store. The zero value is ready to use.
+type Options struct {
+	// Prefix starts every key; "" means "paymux". Stores with different
+	// prefixes share nothing.
+	Prefix string
+	// IdempotencyTTL is how long an idempotency record lives when the claim
+	// does not say (ClaimParams.TTL zero); zero means
+	// paymux.DefaultIdempotencyTTL (24 h).
+	IdempotencyTTL time.Duration
+	// EventTTL is how long a processed webhook event is remembered when
+	// CompleteEvent does not say, and how long a delivered outbox entry is
+	// kept; zero means paymux.DefaultEventTTL (30 days).
+	EventTTL time.Duration
+}
+
+// Store is a paymux.Store on Redis. It is safe for concurrent use.
+type Store struct {
+	c      redis.UniversalClient
+	prefix string // untagged prefix, "<prefix>:"
+	tagged string // "{<prefix>}:"
+	opts   Options
+}
+
+var _ paymux.Store = (*Store)(nil)
+
+// New returns a Store using c. It does not contact the server; the first
+// operation does.
+func New(c redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "paymux"
+	}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = paymux.DefaultIdempotencyTTL
+	}
+	if opts.EventTTL <= 0 {
+		opts.EventTTL = paymux.DefaultEventTTL
+	}
+	return &Store{c: c, prefix: opts.Prefix + ":", tagged: "{" + opts.Prefix + "}:", opts: opts}
+}
+
+// Key layout. Variable parts that could contain ':' are length-prefixed so
+// two different (provider, ref) pairs never map to one key.
+func (s *Store) recKey(key string) string   { return s.tagged + "i:" + key }
+func (s *Store) leaseKey(key string) string { return s.tagged + "l:" + key }
+func (s *Store) staleKey() string           { return s.tagged + "stale" }
+func (s *Store) payKey(id string) string    { return s.tagged + "p:" + id }
+func (s *Store) unsettledKey() string       { return s.tagged + "unsettled" }
+func (s *Store) refKey(provider, ref string) string {
+	return s.tagged + "r:" + strconv.Itoa(len(provider)) + ":" + provider + ":" + ref
+}
+func (s *Store) deliveryKey(id string) string { return s.tagged + "d:" + id }
+func (s *Store) dueKey() string               { return s.tagged + "due" }
+func (s *Store) eventKey(provider, id string) string {
+	return s.prefix + "e:" + strconv.Itoa(len(provider)) + ":" + provider + ":" + id
+}
+
+// ms converts a duration to whole milliseconds, at least 1: PX 0 is an error
+// and a zero lease means "expired at once" anyway.
+func ms(d time.Duration) int64 {
+	return max(d.Milliseconds(), 1)
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(n).UTC()
+}
+
+// codeErr maps a script's result code to the store's sentinels.
+func codeErr(code int64) error {
+	switch code {
+	case codeOK:
+		return nil
+	case codeLost:
+		return paymux.ErrClaimLost
+	case codeConflict:
+		return paymux.ErrVersionConflict
+	case codeNotFound:
+		return paymux.ErrNotFound
+	}
+	return fmt.Errorf("redisstore: unexpected script result %d", code)
+}
+
+// fields turns an HGETALL reply (a flat list) into a map.
+func fields(v any) (map[string]string, error) {
+	list, ok := v.([]any)
+	if !ok || len(list)%2 != 0 {
+		return nil, fmt.Errorf("redisstore: unexpected reply %T", v)
+	}
+	m := make(map[string]string, len(list)/2)
+	for i := 0; i < len(list); i += 2 {
+		k, _ := list[i].(string)
+		val, _ := list[i+1].(string)
+		m[k] = val
+	}
+	return m, nil
+}
+
+func encodePayment(p *paymux.Payment, version int64) ([]byte, error) {
+	// A shallow copy is enough: Marshal only reads.
+	c := *p
+	c.Version = version
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: encode payment: %w", err)
+	}
+	return b, nil
+}
+
+func decodePayment(s string) (*paymux.Payment, error) {
+	var p paymux.Payment
+	if err := json.Unmarshal([]byte(s), &p); err != nil {
+		return nil, fmt.Errorf("redisstore: decode payment: %w", err)
+	}
+	return &p, nil
+}
+
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// Ping checks that the server answers.
+func (s *Store) Ping(ctx context.Context) error { return s.c.Ping(ctx).Err() }
