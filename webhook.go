@@ -244,6 +244,11 @@ func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 
 func (h *WebhookHandler) applyAndEnqueue(ctx context.Context, ev *Event) error {
 	p, err := h.o.ApplyEvent(ctx, ev)
+	if errors.Is(err, ErrPaymentUnknown) && (ev.Type == EventOther || ev.ProviderRef == "" && ev.PaymentKey == "") {
+		// Verified, but about no payment (a customer or report event):
+		// nothing to apply and nothing to wait for.
+		p, err = nil, nil
+	}
 	if errors.Is(err, ErrPaymentUnknown) && !ev.OccurredAt.IsZero() && h.o.now().Sub(ev.OccurredAt) > h.opts.OrphanAfter {
 		h.o.log.Warn("paymux: acknowledging event for a payment paymux never knew", "provider", ev.Provider, "event", ev.ID)
 		p, err = nil, nil
@@ -388,6 +393,11 @@ func applyEvent(p *Payment, ev *Event) bool {
 			p.Refunded = max(p.Refunded, orAmount(amount, p.Captured))
 		}
 	case EventFailed:
+		if ev.ProviderRef != "" && p.ProviderRef != "" && ev.ProviderRef != p.ProviderRef {
+			// The failure of an earlier attempt (before a failover or a 3-D
+			// Secure step-up) says nothing about the current one.
+			break
+		}
 		if p.Status == StatusPending || p.Status == StatusUnknown || p.Status == StatusRequiresAction {
 			move(StatusFailed)
 			if ev.Code != "" {
