@@ -1,0 +1,167 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+// Product is something on sale, with a flash-sale window and limited stock.
+type Product struct {
+	ID          string                    `json:"id"`
+	Name        string                    `json:"name"`
+	Description string                    `json:"description"`
+	Prices      map[paymux.Currency]int64 `json:"prices"` // minor units per currency
+	Stock       int                       `json:"stock"`  // initial stock when seeded; stock left when read
+	SaleStart   time.Time                 `json:"sale_start"`
+	SaleEnd     time.Time                 `json:"sale_end"`
+}
+
+// Item is one line of an order.
+type Item struct {
+	ProductID string `json:"product_id"`
+	Quantity  int    `json:"quantity"`
+	UnitPrice int64  `json:"unit_price"`
+}
+
+// Status is where an order is.
+type Status string
+
+const (
+	StatusQueued         Status = "queued"          // accepted, waiting for a payment worker
+	StatusProcessing     Status = "processing"      // a worker is paying it
+	StatusRequiresAction Status = "requires_action" // the buyer must complete 3-D Secure or approve
+	StatusPaymentPending Status = "payment_pending" // the provider's answer is not known yet
+	StatusPaid           Status = "paid"            // authorised; stock is the buyer's
+	StatusCaptured       Status = "captured"        // fulfilled and captured
+	StatusRefunded       Status = "refunded"
+	StatusFailed         Status = "failed" // payment failed; stock released
+	StatusExpired        Status = "expired"
+	StatusCancelled      Status = "cancelled"
+)
+
+// rank orders statuses so that an order only moves forward, whatever order
+// worker results and webhooks arrive in.
+func (s Status) rank() int {
+	switch s {
+	case StatusQueued:
+		return 0
+	case StatusProcessing:
+		return 1
+	case StatusRequiresAction, StatusPaymentPending:
+		return 2
+	case StatusPaid:
+		return 3
+	case StatusCaptured:
+		return 4
+	case StatusRefunded:
+		return 5
+	case StatusFailed, StatusExpired, StatusCancelled:
+		return 6
+	}
+	return -1
+}
+
+// Final reports whether the order will not change any more by itself.
+func (s Status) Final() bool {
+	switch s {
+	case StatusCaptured, StatusRefunded, StatusFailed, StatusExpired, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// CanMove reports whether an order may go from s to next.
+func (s Status) CanMove(next Status) bool {
+	if s == next {
+		return true
+	}
+	switch {
+	case s == StatusFailed || s == StatusExpired || s == StatusCancelled || s == StatusRefunded:
+		return false
+	case next == StatusFailed || next == StatusExpired || next == StatusCancelled:
+		// Money that moved cannot be failed away.
+		return s.rank() < StatusPaid.rank()
+	case s == StatusRequiresAction && next == StatusPaymentPending, s == StatusPaymentPending && next == StatusRequiresAction:
+		return true
+	}
+	return next.rank() > s.rank()
+}
+
+// Order is one checkout.
+type Order struct {
+	ID            string               `json:"id"`
+	UserID        string               `json:"user_id,omitempty"`
+	Email         string               `json:"email,omitempty"`
+	Items         []Item               `json:"items"`
+	Amount        paymux.Money         `json:"amount"`
+	Country       string               `json:"country"`
+	Campaign      string               `json:"campaign,omitempty"`
+	Method        paymux.PaymentMethod `json:"-"`
+	MethodType    paymux.MethodType    `json:"method_type"`
+	Status        Status               `json:"status"`
+	PaymentID     string               `json:"payment_id,omitempty"`
+	Provider      string               `json:"provider,omitempty"`
+	NextActionURL string               `json:"next_action_url,omitempty"`
+	FailureReason string               `json:"failure_reason,omitempty"`
+	Attempts      int                  `json:"-"` // worker attempts, for the retry bound
+	ReservedUntil time.Time            `json:"reserved_until"`
+	CreatedAt     time.Time            `json:"created_at"`
+	UpdatedAt     time.Time            `json:"updated_at"`
+	Version       int64                `json:"-"`
+}
+
+// storedOrder is an Order with the payment token, which the API never shows.
+type storedOrder struct {
+	Order
+	Token string `json:"token"`
+}
+
+// Errors.
+var (
+	ErrNotFound = errors.New("order: not found")
+	ErrSoldOut  = errors.New("order: sold out")
+	ErrConflict = errors.New("order: concurrent update")
+)
+
+// Store keeps products, stock reservations and orders. Implementations:
+// memory (tests), SQL (UPDATE ... WHERE stock >= n) and Redis (Lua).
+type Store interface {
+	// SeedProduct creates p with its stock, or leaves an existing product's
+	// stock alone (a restart must not refill a sold-out drop).
+	SeedProduct(ctx context.Context, p Product) error
+	// Products lists products with their stock left.
+	Products(ctx context.Context) ([]Product, error)
+	Product(ctx context.Context, id string) (Product, error)
+
+	// Reserve takes the items' stock for orderID until the given time, all or
+	// nothing: ErrSoldOut and nothing taken if any item lacks stock. It is
+	// idempotent per order: reserving again for the same order takes nothing.
+	Reserve(ctx context.Context, orderID string, items []Item, until time.Time) error
+	// Release returns an order's held stock; idempotent; a committed
+	// reservation is not released.
+	Release(ctx context.Context, orderID string) error
+	// Commit makes an order's reservation permanent (it was paid).
+	Commit(ctx context.Context, orderID string) error
+	// ExpiredReservations lists orders whose held (uncommitted) reservation
+	// ended before now.
+	ExpiredReservations(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	// CreateOrder inserts o unless an order with its id exists, in which case
+	// it returns that one and created = false.
+	CreateOrder(ctx context.Context, o *Order) (stored *Order, created bool, err error)
+	GetOrder(ctx context.Context, id string) (*Order, error)
+	// UpdateOrder applies fn to the current order and saves it with
+	// compare-and-set, retrying on conflicts; fn returns false to change
+	// nothing.
+	UpdateOrder(ctx context.Context, id string, fn func(*Order) bool) (*Order, error)
+	OrdersByUser(ctx context.Context, userID string, limit int) ([]*Order, error)
+	// OrdersInStatus lists orders in status s last updated before the given
+	// time, oldest first (recovery of queued work after a crash).
+	OrdersInStatus(ctx context.Context, s Status, updatedBefore time.Time, limit int) ([]*Order, error)
+	// Sold returns how many units of a product were committed (paid), for
+	// the oversell check.
+	Sold(ctx context.Context, productID string) (int, error)
+}

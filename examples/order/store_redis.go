@@ -1,0 +1,309 @@
+package order
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisStore keeps products, reservations and orders in Redis. Stock is
+// taken by one Lua script per checkout, so two buyers can never both take
+// the last unit. Inventory keys share the hash tag {inv} (one Cluster slot),
+// so a multi-product reservation stays atomic; each order's keys share its
+// id's tag.
+type RedisStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore wraps rdb; prefix defaults to "shop:".
+func NewRedisStore(rdb redis.UniversalClient, prefix string) *RedisStore {
+	if prefix == "" {
+		prefix = "shop:"
+	}
+	return &RedisStore{rdb: rdb, prefix: prefix}
+}
+
+func (s *RedisStore) productsKey() string       { return s.prefix + "{inv}:products" }
+func (s *RedisStore) stockKey() string          { return s.prefix + "{inv}:stock" }
+func (s *RedisStore) soldKey() string           { return s.prefix + "{inv}:sold" }
+func (s *RedisStore) resKey(id string) string   { return s.prefix + "{inv}:res:" + id }
+func (s *RedisStore) heldKey() string           { return s.prefix + "{inv}:held" } // zset order id -> until
+func (s *RedisStore) orderKey(id string) string { return s.prefix + "order:{" + id + "}" }
+func (s *RedisStore) userKey(id string) string  { return s.prefix + "user-orders:" + id }
+func (s *RedisStore) statusKey(st Status) string {
+	return s.prefix + "orders-in:" + string(st)
+}
+
+func (s *RedisStore) SeedProduct(ctx context.Context, p Product) error {
+	stock := p.Stock
+	p.Stock = 0
+	raw, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+		pl.HSet(ctx, s.productsKey(), p.ID, raw)
+		pl.HSetNX(ctx, s.stockKey(), p.ID, stock)
+		return nil
+	})
+	return err
+}
+
+func (s *RedisStore) Products(ctx context.Context) ([]Product, error) {
+	all, err := s.rdb.HGetAll(ctx, s.productsKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	stock, err := s.rdb.HGetAll(ctx, s.stockKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Product, 0, len(all))
+	for id, raw := range all {
+		n, _ := strconv.Atoi(stock[id])
+		p, err := scanProduct(raw, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (s *RedisStore) Product(ctx context.Context, id string) (Product, error) {
+	raw, err := s.rdb.HGet(ctx, s.productsKey(), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return Product{}, ErrNotFound
+	}
+	if err != nil {
+		return Product{}, err
+	}
+	n, err := s.rdb.HGet(ctx, s.stockKey(), id).Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Product{}, err
+	}
+	return scanProduct(raw, n)
+}
+
+// reserveScript: KEYS stock, res, held, products; ARGV orderID, until, then
+// (product, qty) pairs. Returns 1 reserved (or already), 0 sold out, -1 unknown product.
+var reserveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
+for i = 3, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then return -1 end
+  local have = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if have < tonumber(ARGV[i+1]) then return 0 end
+end
+for i = 3, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i+1]))
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1])
+end
+redis.call('HSET', KEYS[2], '_state', 'held')
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return 1
+`)
+
+func (s *RedisStore) Reserve(ctx context.Context, orderID string, items []Item, until time.Time) error {
+	args := []any{orderID, until.UnixMilli()}
+	for _, it := range items {
+		args = append(args, it.ProductID, it.Quantity)
+	}
+	n, err := reserveScript.Run(ctx, s.rdb, []string{s.stockKey(), s.resKey(orderID), s.heldKey(), s.productsKey()}, args...).Int()
+	switch {
+	case err != nil:
+		return err
+	case n == 0:
+		return ErrSoldOut
+	case n < 0:
+		return ErrNotFound
+	}
+	return nil
+}
+
+// releaseScript / commitScript move a held reservation to its end state.
+var releaseScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], '_state') ~= 'held' then return 0 end
+local f = redis.call('HGETALL', KEYS[1])
+for i = 1, #f, 2 do
+  if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
+end
+redis.call('HSET', KEYS[1], '_state', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+`)
+
+var commitScript = redis.NewScript(`
+local st = redis.call('HGET', KEYS[1], '_state')
+if st == 'committed' then return 1 end
+if st ~= 'held' then return 0 end
+local f = redis.call('HGETALL', KEYS[1])
+for i = 1, #f, 2 do
+  if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
+end
+redis.call('HSET', KEYS[1], '_state', 'committed')
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+`)
+
+func (s *RedisStore) Release(ctx context.Context, orderID string) error {
+	return releaseScript.Run(ctx, s.rdb, []string{s.resKey(orderID), s.stockKey(), s.heldKey()}, orderID, "released").Err()
+}
+
+func (s *RedisStore) Commit(ctx context.Context, orderID string) error {
+	n, err := commitScript.Run(ctx, s.rdb, []string{s.resKey(orderID), s.soldKey(), s.heldKey()}, orderID).Int()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (s *RedisStore) ExpiredReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	return s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.heldKey(), Start: "-inf", Stop: "(" + strconv.FormatInt(now.UnixMilli(), 10), ByScore: true, Count: int64(limit)}).Result()
+}
+
+// createScript inserts an order if absent. KEYS order; ARGV data.
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[1], 'version', 1)
+return 1
+`)
+
+// casScript saves an order if its version is unchanged. KEYS order; ARGV
+// expected version, data.
+var casScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
+return 1
+`)
+
+func (s *RedisStore) index(ctx context.Context, o *Order, old Status) {
+	// Indexes are best effort: they serve listings, never money decisions.
+	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+		if old != "" && old != o.Status {
+			pl.ZRem(ctx, s.statusKey(old), o.ID)
+		}
+		pl.ZAdd(ctx, s.statusKey(o.Status), redis.Z{Score: float64(o.UpdatedAt.UnixMilli()), Member: o.ID})
+		if o.UserID != "" {
+			pl.ZAdd(ctx, s.userKey(o.UserID), redis.Z{Score: float64(o.CreatedAt.UnixMilli()), Member: o.ID})
+		}
+		return nil
+	})
+}
+
+func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, error) {
+	raw, err := encodeOrder(o)
+	if err != nil {
+		return nil, false, err
+	}
+	n, err := createScript.Run(ctx, s.rdb, []string{s.orderKey(o.ID)}, raw).Int()
+	if err != nil {
+		return nil, false, err
+	}
+	if n == 1 {
+		s.index(ctx, o, "")
+	}
+	cur, err := s.GetOrder(ctx, o.ID)
+	return cur, n == 1, err
+}
+
+func (s *RedisStore) GetOrder(ctx context.Context, id string) (*Order, error) {
+	vals, err := s.rdb.HMGet(ctx, s.orderKey(id), "data", "version").Result()
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := vals[0].(string)
+	if raw == "" {
+		return nil, ErrNotFound
+	}
+	vs, _ := vals[1].(string)
+	v, _ := strconv.ParseInt(vs, 10, 64)
+	return decodeOrder(raw, v)
+}
+
+func (s *RedisStore) UpdateOrder(ctx context.Context, id string, fn func(*Order) bool) (*Order, error) {
+	for tries := 0; tries < 32; tries++ {
+		o, err := s.GetOrder(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		before, old := o.Version, o.Status
+		if !fn(o) {
+			return o, nil
+		}
+		raw, err := encodeOrder(o)
+		if err != nil {
+			return nil, err
+		}
+		n, err := casScript.Run(ctx, s.rdb, []string{s.orderKey(id)}, strconv.FormatInt(before, 10), raw).Int()
+		if err != nil {
+			return nil, err
+		}
+		if n == 1 {
+			o.Version = before + 1
+			s.index(ctx, o, old)
+			return o, nil
+		}
+	}
+	return nil, ErrConflict
+}
+
+func (s *RedisStore) ordersByIDs(ctx context.Context, ids []string) ([]*Order, error) {
+	out := make([]*Order, 0, len(ids))
+	for _, id := range ids {
+		o, err := s.GetOrder(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+func (s *RedisStore) OrdersByUser(ctx context.Context, userID string, limit int) ([]*Order, error) {
+	ids, err := s.rdb.ZRevRange(ctx, s.userKey(userID), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, err
+	}
+	return s.ordersByIDs(ctx, ids)
+}
+
+func (s *RedisStore) OrdersInStatus(ctx context.Context, st Status, before time.Time, limit int) ([]*Order, error) {
+	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.statusKey(st), Start: "-inf", Stop: "(" + strconv.FormatInt(before.UnixMilli(), 10), ByScore: true, Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, err
+	}
+	orders, err := s.ordersByIDs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := orders[:0]
+	for _, o := range orders {
+		if o.Status == st { // the index may lag a concurrent update
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+func (s *RedisStore) Sold(ctx context.Context, productID string) (int, error) {
+	n, err := s.rdb.HGet(ctx, s.soldKey(), productID).Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}

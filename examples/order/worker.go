@@ -1,0 +1,318 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+// errRetry asks the queue to deliver the order again later.
+var errRetry = errors.New("order: retry later")
+
+// pay is the queue handler: it pays one order through paymux, with the order
+// id as the idempotency key, so redeliveries and other instances can never
+// charge it twice.
+func (s *Service) pay(ctx context.Context, orderID string) error {
+	st := s.cfg.Store
+	var attempts int
+	o, err := st.UpdateOrder(ctx, orderID, func(o *Order) bool {
+		if o.Status != StatusQueued && o.Status != StatusProcessing {
+			return false
+		}
+		o.Status = StatusProcessing
+		o.Attempts++
+		attempts = o.Attempts
+		o.UpdatedAt = s.now()
+		return true
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil // nothing to pay
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errRetry, err)
+	}
+	if o.Status != StatusProcessing {
+		return nil // settled already (a redelivery)
+	}
+	s.broker.publish(o)
+	req := paymux.PaymentRequest{
+		IdempotencyKey: o.ID,
+		Amount:         o.Amount,
+		Method:         o.Method,
+		Country:        o.Country,
+		Campaign:       o.Campaign,
+		Capture:        paymux.CaptureManual, // capture on fulfilment
+		Customer:       paymux.Customer{ID: o.UserID, Email: o.Email},
+		Metadata:       map[string]string{"order_id": o.ID},
+		ReturnURL:      s.cfg.ReturnURL + "?order=" + o.ID,
+	}
+	p, err := s.cfg.Orchestrator.Authorize(ctx, req)
+	if p != nil {
+		if _, aerr := s.applyPayment(ctx, o.ID, p); aerr != nil {
+			return fmt.Errorf("%w: %v", errRetry, aerr)
+		}
+		return nil
+	}
+	// No payment record: nothing moved. Retry what may pass later; fail what
+	// never will.
+	switch {
+	case errors.Is(err, paymux.ErrInProgress), errors.Is(err, paymux.ErrStoreUnavailable),
+		errors.Is(err, paymux.ErrAllProvidersFailed), errors.Is(err, context.DeadlineExceeded):
+		if attempts >= s.cfg.MaxPayAttempts {
+			return s.fail(ctx, o.ID, "payment could not be attempted: "+err.Error())
+		}
+		s.cfg.Logger.Info("order: payment will be retried", "order", o.ID, "attempt", attempts, "err", err)
+		return fmt.Errorf("%w: %v", errRetry, err)
+	default:
+		return s.fail(ctx, o.ID, err.Error())
+	}
+}
+
+// fail marks an order failed and returns its stock.
+func (s *Service) fail(ctx context.Context, orderID, reason string) error {
+	o, err := s.cfg.Store.UpdateOrder(ctx, orderID, func(o *Order) bool {
+		if !o.Status.CanMove(StatusFailed) || o.Status == StatusFailed {
+			return false
+		}
+		o.Status, o.FailureReason, o.UpdatedAt = StatusFailed, paymux.Redact(reason), s.now()
+		o.Method.Token = ""
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errRetry, err)
+	}
+	if o.Status == StatusFailed {
+		if err := s.cfg.Store.Release(ctx, orderID); err != nil {
+			return fmt.Errorf("%w: %v", errRetry, err)
+		}
+	}
+	s.broker.publish(o)
+	return nil
+}
+
+// orderStatusOf maps a payment's status to its order's.
+func orderStatusOf(p *paymux.Payment) Status {
+	switch p.Status {
+	case paymux.StatusAuthorized:
+		return StatusPaid
+	case paymux.StatusCaptured:
+		return StatusCaptured
+	case paymux.StatusRefunded:
+		return StatusRefunded
+	case paymux.StatusFailed:
+		return StatusFailed
+	case paymux.StatusVoided:
+		return StatusCancelled
+	case paymux.StatusRequiresAction:
+		return StatusRequiresAction
+	}
+	return StatusPaymentPending
+}
+
+// applyPayment moves an order to match its payment, forward only, and
+// settles its stock: a paid order's reservation is committed, a failed one's
+// released. Worker results and webhooks both come through here, in any
+// order.
+func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Payment) (*Order, error) {
+	next := orderStatusOf(p)
+	o, err := s.cfg.Store.UpdateOrder(ctx, orderID, func(o *Order) bool {
+		changed := false
+		if o.PaymentID == "" {
+			o.PaymentID, changed = p.ID, true
+		}
+		if o.Provider != p.Provider {
+			o.Provider, changed = p.Provider, true
+		}
+		if o.Status != next && o.Status.CanMove(next) {
+			o.Status, changed = next, true
+			switch next {
+			case StatusRequiresAction:
+				if p.NextAction != nil {
+					o.NextActionURL = p.NextAction.RedirectURL
+				}
+			case StatusFailed:
+				o.FailureReason = "payment failed"
+				if p.FailureCode != "" {
+					o.FailureReason += ": " + p.FailureCode
+				}
+			}
+			if next.rank() >= StatusPaid.rank() {
+				o.Method.Token = "" // no longer needed; do not keep it
+			}
+		}
+		if changed {
+			o.UpdatedAt = s.now()
+		}
+		return changed
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.Status == StatusPaid || o.Status == StatusCaptured || o.Status == StatusRefunded:
+		if err := s.cfg.Store.Commit(ctx, orderID); err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				return nil, err
+			}
+			// The reservation was released (it expired before the money
+			// moved). Take the stock again, or give the money back.
+			if rerr := s.cfg.Store.Reserve(ctx, orderID+"/late", o.Items, s.now().Add(time.Hour)); rerr == nil {
+				_ = s.cfg.Store.Commit(ctx, orderID+"/late")
+			} else if o.Status == StatusPaid {
+				s.cfg.Logger.Warn("order: paid after its stock was released; voiding", "order", orderID)
+				if _, verr := s.cfg.Orchestrator.Void(ctx, p.ID, paymux.VoidParams{Key: "oversold-" + orderID}); verr != nil {
+					return nil, verr
+				}
+			}
+		}
+	case o.Status == StatusFailed || o.Status == StatusCancelled:
+		if err := s.cfg.Store.Release(ctx, orderID); err != nil {
+			return nil, err
+		}
+	}
+	s.broker.publish(o)
+	return o, nil
+}
+
+// OnPaymentEvent is the paymux webhook subscriber: a verified provider event
+// moves the order of its payment. It is idempotent, as at-least-once
+// delivery needs.
+func (s *Service) OnPaymentEvent(ctx context.Context, ev paymux.Event, p *paymux.Payment) error {
+	if p == nil {
+		return nil // a payment this shop never made
+	}
+	if _, err := s.cfg.Store.GetOrder(ctx, p.IdempotencyKey); errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	_, err := s.applyPayment(ctx, p.IdempotencyKey, p)
+	return err
+}
+
+// sweep recovers work after a crash and returns expired stock.
+func (s *Service) sweep(ctx context.Context) {
+	s.recoverQueued(ctx, time.Time{}) // everything left from a previous run
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.recoverQueued(ctx, s.now().Add(-2*time.Minute))
+		s.expireReservations(ctx)
+	}
+}
+
+// recoverQueued re-publishes orders stuck in queued or processing since
+// before the given time (zero: since before now).
+func (s *Service) recoverQueued(ctx context.Context, before time.Time) {
+	if before.IsZero() {
+		before = s.now()
+	}
+	for _, st := range []Status{StatusQueued, StatusProcessing} {
+		orders, err := s.cfg.Store.OrdersInStatus(ctx, st, before, 1000)
+		if err != nil {
+			s.cfg.Logger.Warn("order: recovery listing failed", "err", err)
+			return
+		}
+		for _, o := range orders {
+			if err := s.cfg.Queue.Publish(ctx, o.ID); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// expireReservations returns the stock of orders nobody paid in time. An
+// order whose payment may still be moving keeps its stock.
+func (s *Service) expireReservations(ctx context.Context) {
+	ids, err := s.cfg.Store.ExpiredReservations(ctx, s.now(), 500)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		o, err := s.cfg.Store.GetOrder(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			_ = s.cfg.Store.Release(ctx, id) // reserved, but the order was never written
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		switch o.Status {
+		case StatusQueued:
+			// Only a queued order can expire: a worker that picks it up
+			// later sees "expired" and does nothing.
+			o, err = s.cfg.Store.UpdateOrder(ctx, id, func(o *Order) bool {
+				if o.Status != StatusQueued {
+					return false
+				}
+				o.Status, o.FailureReason, o.UpdatedAt = StatusExpired, "not paid in time", s.now()
+				o.Method.Token = ""
+				return true
+			})
+			if err == nil && o.Status == StatusExpired {
+				_ = s.cfg.Store.Release(ctx, id)
+				s.broker.publish(o)
+			}
+		case StatusRequiresAction:
+			// The buyer never finished 3-D Secure: cancel the authorisation,
+			// then return the stock.
+			if o.PaymentID != "" {
+				if p, err := s.cfg.Orchestrator.Void(ctx, o.PaymentID, paymux.VoidParams{Key: "expire-" + id}); err == nil {
+					_, _ = s.applyPayment(ctx, id, p)
+				}
+			}
+		case StatusPaid, StatusCaptured, StatusRefunded:
+			_ = s.cfg.Store.Commit(ctx, id)
+		case StatusFailed, StatusExpired, StatusCancelled:
+			_ = s.cfg.Store.Release(ctx, id)
+		}
+		// processing and payment_pending keep their stock until the payment
+		// settles (the paymux reconciler makes sure it does).
+	}
+}
+
+// broker fans order updates out to SSE streams in this process.
+type broker struct {
+	mu   sync.Mutex
+	subs map[string]map[chan *Order]struct{}
+}
+
+func newBroker() *broker { return &broker{subs: map[string]map[chan *Order]struct{}{}} }
+
+func (b *broker) subscribe(id string) (chan *Order, func()) {
+	ch := make(chan *Order, 8)
+	b.mu.Lock()
+	if b.subs[id] == nil {
+		b.subs[id] = map[chan *Order]struct{}{}
+	}
+	b.subs[id][ch] = struct{}{}
+	b.mu.Unlock()
+	return ch, func() {
+		b.mu.Lock()
+		delete(b.subs[id], ch)
+		if len(b.subs[id]) == 0 {
+			delete(b.subs, id)
+		}
+		b.mu.Unlock()
+	}
+}
+
+func (b *broker) publish(o *Order) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for ch := range b.subs[o.ID] {
+		select {
+		case ch <- o:
+		default: // a slow reader catches up from the poll
+		}
+	}
+}
