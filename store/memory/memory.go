@@ -154,6 +154,11 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 		}
 		s.idem[p.Key] = r
 		s.wrote(now)
+		// The caller's own snapshot is returned rather than a second clone:
+		// it is not the store's copy, so the caller may still mutate it.
+		out := *r
+		out.Payment = p.Payment
+		return &out, true, nil
 	case r.State == paymux.ClaimInFlight && !now.Before(r.LeaseUntil) && r.Fingerprint == p.Fingerprint:
 		// The holder's lease ended: it crashed or hung. Take over, keeping
 		// its snapshot so the new holder knows which calls it may have made.

@@ -7,6 +7,27 @@
 //		})
 //	}
 //
+// Besides what store.go documents, the suite pins down these details:
+//   - ClaimIdempotency returns the existing record (with its fingerprint)
+//     when it does not claim, so the caller can tell a replay, a request in
+//     progress and a mismatch apart. A takeover keeps PaymentID and the
+//     snapshot and sets TakenOver; a record past its TTL counts as absent.
+//   - Checkpoint, Complete and Release answer ErrClaimLost for a missing
+//     key, a wrong token or a completed record. A holder whose lease ended
+//     but whom nobody took over still holds the key.
+//   - On ErrClaimLost or ErrVersionConflict nothing changes, not even the
+//     caller's p.Version.
+//   - SavePayment with expectedVersion > 0 on a missing payment is
+//     ErrVersionConflict. A changed ProviderRef or Provider un-indexes the
+//     old reference; a refused save indexes nothing.
+//   - ListUnsettledPayments compares UpdatedAt strictly before the bound.
+//   - ReleaseEvent of a processed event keeps it processed.
+//   - EnqueueDelivery of an existing id is a no-op whatever its state;
+//     RetryDelivery and DeadLetterDelivery both add one to Attempts;
+//     Complete/Retry/DeadLetter of a missing id are ErrNotFound.
+//   - Fixture times are UTC and millisecond precise, so SQL columns with
+//     microsecond precision round-trip them.
+//
 // The suite uses the wall clock with short leases (tens of milliseconds) and
 // polls rather than sleeping long, so stores whose expiry is decided by a
 // server (Redis PX, SQL now()) are tested the same way as in-process ones.
