@@ -10,7 +10,9 @@
 // multi-key Lua script stays in one Cluster slot. The price is that one
 // store's state sits on one Cluster shard; run several stores with different
 // prefixes to spread shops. Webhook event claims touch one key each and are
-// not tagged, so they spread over the cluster.
+// not tagged, so they spread over the cluster. A few read scripts (lookup by
+// provider reference, the listings) read keys they find in an index rather
+// than in KEYS; they are in the same slot, which Cluster allows.
 //
 // # Round trips
 //
@@ -34,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,7 +47,8 @@ import (
 // Options configures a Store. The zero value is ready to use.
 type Options struct {
 	// Prefix starts every key; "" means "paymux". Stores with different
-	// prefixes share nothing.
+	// prefixes share nothing. Braces would break the hash tag and are
+	// replaced by underscores.
 	Prefix string
 	// IdempotencyTTL is how long an idempotency record lives when the claim
 	// does not say (ClaimParams.TTL zero); zero means
@@ -72,6 +76,7 @@ func New(c redis.UniversalClient, opts Options) *Store {
 	if opts.Prefix == "" {
 		opts.Prefix = "paymux"
 	}
+	opts.Prefix = strings.NewReplacer("{", "_", "}", "_").Replace(opts.Prefix)
 	if opts.IdempotencyTTL <= 0 {
 		opts.IdempotencyTTL = paymux.DefaultIdempotencyTTL
 	}
