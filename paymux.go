@@ -1,6 +1,7 @@
 package paymux
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -256,6 +257,12 @@ func (s Status) CanTransition(next Status) bool {
 type NextAction struct {
 	Type        string `json:"type"` // "redirect", "three_ds", "approve"
 	RedirectURL string `json:"redirect_url,omitempty"`
+	// Method is the HTTP method of the redirect ("" means GET); a POST
+	// redirect sends Data's fields as a form.
+	Method string `json:"method,omitempty"`
+	// Data is the provider's own action object, passed through unchanged
+	// for the provider's front-end component (Adyen's threeDS2 action).
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // Operation names a provider call.
@@ -346,6 +353,7 @@ func (p *Payment) Clone() *Payment {
 	}
 	if p.NextAction != nil {
 		na := *p.NextAction
+		na.Data = append(json.RawMessage(nil), p.NextAction.Data...)
 		c.NextAction = &na
 	}
 	c.Attempts = append([]Attempt(nil), p.Attempts...)
@@ -381,10 +389,14 @@ type Event struct {
 	// PaymentKey is the paymux idempotency key when the provider echoes it
 	// (metadata, merchant reference); it finds payments whose reference is not
 	// known yet.
-	PaymentKey string    `json:"payment_key,omitempty"`
-	Amount     Money     `json:"amount"`
-	Success    bool      `json:"success"`
-	Code       string    `json:"code,omitempty"`
+	PaymentKey string `json:"payment_key,omitempty"`
+	Amount     Money  `json:"amount"`
+	Success    bool   `json:"success"`
+	Code       string `json:"code,omitempty"`
+	// RefundRef is the provider's id of the refund a refunded event is
+	// about, when the event's Amount is that refund's amount rather than the
+	// running total (Adyen). Each refund is then counted once and summed.
+	RefundRef  string    `json:"refund_ref,omitempty"`
 	OccurredAt time.Time `json:"occurred_at"`
 	Raw        []byte    `json:"raw,omitempty"`
 }

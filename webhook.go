@@ -353,7 +353,8 @@ func applyEvent(p *Payment, ev *Event) bool {
 		s       Status
 		a, c, r int64
 		ref     string
-	}{p.Status, p.Authorized, p.Captured, p.Refunded, p.ProviderRef}
+		refunds int
+	}{p.Status, p.Authorized, p.Captured, p.Refunded, p.ProviderRef, len(p.Refunds)}
 	amount := ev.Amount.Amount
 	if ev.Amount.Currency != "" && ev.Amount.Currency != p.Amount.Currency {
 		amount = 0 // never mix currencies; the status still moves
@@ -389,9 +390,26 @@ func applyEvent(p *Payment, ev *Event) bool {
 			break
 		}
 		move(StatusRefunded)
-		if p.Status == StatusRefunded {
-			p.Refunded = max(p.Refunded, orAmount(amount, p.Captured))
+		if p.Status != StatusRefunded {
+			break
 		}
+		if ev.RefundRef == "" {
+			// A running total (Stripe's amount_refunded, the sim's).
+			p.Refunded = max(p.Refunded, orAmount(amount, p.Captured))
+			break
+		}
+		// One refund's own amount: count each refund once, sum them.
+		seen := false
+		var sum int64
+		for _, r := range p.Refunds {
+			seen = seen || r.Reference == ev.RefundRef
+			sum += r.Amount
+		}
+		if !seen && amount > 0 {
+			p.Refunds = append(p.Refunds, Refund{Key: "event:" + ev.ID, Reference: ev.RefundRef, Amount: amount, Status: "succeeded"})
+			sum += amount
+		}
+		p.Refunded = max(p.Refunded, sum)
 	case EventFailed:
 		if ev.ProviderRef != "" && p.ProviderRef != "" && ev.ProviderRef != p.ProviderRef {
 			// The failure of an earlier attempt (before a failover or a 3-D
@@ -417,7 +435,7 @@ func applyEvent(p *Payment, ev *Event) bool {
 	// Keep refunded <= captured <= authorised, whatever order events came in.
 	p.Captured = max(p.Captured, p.Refunded)
 	p.Authorized = max(p.Authorized, p.Captured)
-	return before.s != p.Status || before.a != p.Authorized || before.c != p.Captured || before.r != p.Refunded || before.ref != p.ProviderRef
+	return before.s != p.Status || before.a != p.Authorized || before.c != p.Captured || before.r != p.Refunded || before.ref != p.ProviderRef || before.refunds != len(p.Refunds)
 }
 
 func orAmount(a, fallback int64) int64 {

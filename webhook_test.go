@@ -593,3 +593,29 @@ func BenchmarkWebhookIngest(b *testing.B) {
 func providertestPlanTimeout(n int) providertest.FaultPlan {
 	return providertest.FaultPlan{TimeoutAfterCommitNext: n}
 }
+
+// Providers that report each refund's own amount (Adyen) name the refund:
+// each is counted once and they add up, however often they arrive.
+func TestRefundEventsWithTheirOwnAmountsAddUp(t *testing.T) {
+	t.Parallel()
+	o, _ := setup(t, []string{"a"}, nil)
+	ctx := context.Background()
+	p, err := o.Authorize(ctx, cardRequest("order-refund-sum", sim.TokenApprove))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		for _, r := range []struct {
+			id, ref string
+			amount  int64
+		}{{"rf1", "psp-r1", 1000}, {"rf2", "psp-r2", 1500}} {
+			ev := paymux.Event{Provider: "a", ID: r.id, Type: paymux.EventRefunded, ProviderRef: p.ProviderRef, Success: true, Amount: paymux.NewMoney(r.amount, "EUR"), RefundRef: r.ref}
+			if p, err = o.ApplyEvent(ctx, &ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if p.Refunded != 2500 || len(p.Refunds) != 2 || p.Status != paymux.StatusRefunded {
+		t.Fatalf("got refunded=%d refunds=%d status=%s", p.Refunded, len(p.Refunds), p.Status)
+	}
+}
