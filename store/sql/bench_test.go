@@ -1,8 +1,10 @@
 package sqlstore_test
 
 import (
+	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paymux/paymux/store/sql"
@@ -62,4 +64,38 @@ func newBenchHarness(b *testing.B, d sqlstore.Dialect, dsnOpt string, n *sqlstor
 	}
 	b.Cleanup(func() { db.Close() })
 	return &harness{dialect: d, db: db, counter: n}
+}
+
+// BenchmarkAuthorize measures a happy-path authorisation through the
+// orchestrator with the sim provider, one at a time and with 64 goroutines.
+//
+//	go test -run '^$' -bench Authorize -benchtime 2s ./store/sql/
+func BenchmarkAuthorize(b *testing.B) {
+	for _, d := range dialects {
+		for _, par := range []int{1, 64} {
+			b.Run(string(d)+"/goroutines="+strconv.Itoa(par), func(b *testing.B) {
+				var n sqlstore.Counter
+				h := newHarness(b, d, &n)
+				o := newOrchestrator(b, h.store(b, sqlstore.Options{}))
+				authorize(b, o, "warm-up")
+				n.Reset()
+				var seq atomic.Int64
+				b.ResetTimer()
+				if par == 1 {
+					for i := range b.N {
+						authorize(b, o, "bench-"+strconv.Itoa(i))
+					}
+				} else {
+					b.SetParallelism(par / runtime.GOMAXPROCS(0))
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							authorize(b, o, "bench-"+strconv.FormatInt(seq.Add(1), 10))
+						}
+					})
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(n.Counts().RoundTrips())/float64(b.N), "roundtrips/op")
+			})
+		}
+	}
 }

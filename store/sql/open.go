@@ -24,7 +24,10 @@ import (
 //   - sqlite: a file name or file: URI for modernc.org/sqlite. Unless the
 //     DSN says otherwise, busy_timeout is 10 s (writers in other processes
 //     wait instead of failing) and the journal is WAL (readers do not wait
-//     for writers).
+//     for writers). synchronous stays FULL, so a commit survives a power
+//     cut; _pragma=synchronous(NORMAL) is faster and may lose the last
+//     commits then, which for idempotency records means relying on the
+//     providers' own idempotency keys.
 //
 // Errors never repeat the DSN, which may hold a password.
 func Connector(d Dialect, dsn string) (driver.Connector, error) {
