@@ -361,6 +361,14 @@ func nextAction(r *PaymentResponse) *paymux.NextAction {
 			na.Type = "three_ds"
 		}
 		na.RedirectURL = r.Action.URL
+		if r.Action.Method != "" && r.Action.Method != "GET" {
+			na.Method = r.Action.Method
+		}
+		// The shop's Adyen component needs the whole action (3DS2 token,
+		// payment data), passed through as Adyen sent it.
+		if raw, err := json.Marshal(r.Action); err == nil {
+			na.Data = raw
+		}
 	}
 	return na
 }

@@ -255,6 +255,9 @@ func (p *Provider) event(it *NotificationRequestItem, raw []byte) (paymux.Event,
 		ev.Type = paymux.EventCaptureFailed
 	case "REFUND":
 		ev.Type = paymux.EventRefunded
+		// The amount is this refund's own, not a running total: name the
+		// refund so paymux counts each once and sums them.
+		ev.RefundRef = it.PSPReference
 		if !success {
 			ev.Type = paymux.EventRefundFailed
 		}
