@@ -496,3 +496,57 @@ func TestFailsClosedWithoutDatabase(t *testing.T) {
 		}
 	})
 }
+
+// A holder whose lease ended completes at the moment another request
+// takes the key over: exactly one of them wins, and a holder that lost
+// saved nothing. (On PostgreSQL the completion is one statement whose
+// FOR UPDATE must see a takeover that committed first.)
+func TestCompleteRacesTakeover(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, d sqlstore.Dialect) {
+		st, clock := setup(t, d)
+		ctx := t.Context()
+		const rounds = 40
+		for i := range rounds {
+			key := "race-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+			p := payment("pay_"+key, key)
+			if _, ok, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: key, Fingerprint: "fp", Token: "old", Lease: time.Second, Payment: p}); err != nil || !ok {
+				t.Fatalf("claim: %v %v", ok, err)
+			}
+		}
+		clock.Advance(time.Second) // every lease has ended
+		var completions, takeovers int
+		defer func() { t.Logf("%s: %d completions, %d takeovers", d, completions, takeovers) }()
+		for i := range rounds {
+			key := "race-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+			var completeErr, claimErr error
+			var claimed bool
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				completeErr = st.CompleteIdempotency(ctx, key, "old", payment("pay_"+key, key))
+			}()
+			go func() {
+				defer wg.Done()
+				_, claimed, claimErr = st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: key, Fingerprint: "fp", Token: "new", Lease: time.Minute})
+			}()
+			wg.Wait()
+			if claimErr != nil || (completeErr != nil && !errors.Is(completeErr, paymux.ErrClaimLost)) {
+				t.Fatalf("%s: complete %v, claim %v", key, completeErr, claimErr)
+			}
+			if (completeErr == nil) == claimed {
+				t.Fatalf("%s: complete succeeded = %v and takeover = %v; want exactly one", key, completeErr == nil, claimed)
+			}
+			if claimed {
+				takeovers++
+			} else {
+				completions++
+			}
+			_, err := st.GetPayment(ctx, "pay_"+key)
+			if claimed && !errors.Is(err, paymux.ErrNotFound) {
+				t.Fatalf("%s: the holder lost the key yet its payment was saved (%v)", key, err)
+			}
+		}
+	})
+}
