@@ -43,8 +43,8 @@ type Fixture struct {
 	ThreeDS     paymux.PaymentMethod // requires 3-D Secure (empty: skip)
 	// CompleteAction completes the buyer's action for a payment that
 	// returned requires_action (3-D Secure or a PayPal approval); afterwards
-	// Lookup must report it authorized (manual capture) or captured
-	// (automatic). nil: skip.
+	// Lookup (Fixture.State under Caps.NoLookup) must report it authorized
+	// (manual capture) or captured (automatic). nil: skip.
 	CompleteAction func(ctx context.Context, ref string) error
 	// Faults drives the fake's fault injection; nil skips the Faults
 	// subtests. The suite sets a plan and resets it to the zero plan.
@@ -78,6 +78,21 @@ type Fixture struct {
 	// Now is the adapter's clock, for webhook timestamps; nil means
 	// time.Now.
 	Now func() time.Time
+	// UnsignedWebhook builds the same webhook as SignWebhook with its
+	// signature removed, for providers that sign inside the body
+	// (Braintree's bt_signature form field, Adyen's
+	// additionalData.hmacSignature), where stripping headers leaves the
+	// request signed. ParseWebhook must refuse it with ErrWebhookNotSigned.
+	// nil: the Unsigned subtest only strips the signature headers, and
+	// skips when SignWebhook puts none there.
+	UnsignedWebhook func(t *testing.T, ev WebhookEvent) (http.Header, []byte)
+	// State reports the fake's own record of a payment (by Reference, or by
+	// PaymentKey when Reference is empty), with Provider.Lookup's signature
+	// so a fake's ledger plugs straight in. When set, the suite asks it,
+	// not Provider.Lookup, "what happened at the provider" after each
+	// operation; the Lookup subtests still test Provider.Lookup. nil means
+	// Provider.Lookup (and no such checks under Caps.NoLookup).
+	State func(ctx context.Context, req *paymux.LookupRequest) (*paymux.ProviderPayment, error)
 }
 
 // WebhookEvent describes a webhook for SignWebhook to build.
@@ -115,4 +130,22 @@ type Caps struct {
 	// honours WebhookEvent.At, and ParseWebhook refuses one older than its
 	// tolerance with ErrWebhookTooOld.
 	WebhookTimestamps bool
+	// NoLookup: the provider has no call that returns a payment's state
+	// (Adyen Checkout), so Provider.Lookup may answer KindUnimplemented;
+	// it must never answer NotFound for a payment that exists. The suite
+	// checks state through Fixture.State instead. Excludes LookupByKey.
+	NoLookup bool
+	// AsyncModifications: the provider accepts captures, refunds and voids
+	// as "received" and reports a refusal later by webhook (Adyen). A
+	// capture, refund or void the suite expects to be refused may then
+	// return no error; Fixture.State (or Provider.Lookup) must show that it
+	// moved no money. Needs Fixture.State when NoLookup is set.
+	AsyncModifications bool
+	// DerivedEventIDs: the provider's notifications carry no event id
+	// (Braintree) and the adapter derives one from the content. RoundTrip
+	// then accepts the single event of the expected type and reference
+	// instead of one with WebhookEvent.ID, and requires its ID to be
+	// non-empty and the same when the body is parsed again (it is the
+	// de-duplication key).
+	DerivedEventIDs bool
 }
