@@ -22,7 +22,9 @@ type Queue interface {
 	// Publish enqueues an order id.
 	Publish(ctx context.Context, orderID string) error
 	// Consume runs workers until Close (then it drains what is queued and
-	// returns) or until ctx ends.
+	// returns) or until ctx ends (then the workers take no more work, finish
+	// what they hold, and Consume returns). Handlers run on a context that
+	// ctx's end does not cancel: a payment is never cut half-way.
 	Consume(ctx context.Context, workers int, h Handler) error
 	// Close stops accepting work; Consume returns once in-flight work is done.
 	Close() error
@@ -76,12 +78,13 @@ func (q *MemoryQueue) Publish(ctx context.Context, orderID string) error {
 func (q *MemoryQueue) Depth() int { return len(q.ch) }
 
 func (q *MemoryQueue) Consume(ctx context.Context, workers int, h Handler) error {
+	hctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
+			for ctx.Err() == nil {
 				select {
 				case <-ctx.Done():
 					return
@@ -89,7 +92,10 @@ func (q *MemoryQueue) Consume(ctx context.Context, workers int, h Handler) error
 					if !ok {
 						return
 					}
-					q.handle(ctx, id, h)
+					if ctx.Err() != nil {
+						return // not taken: still queued in the store for the next start
+					}
+					q.handle(hctx, id, h)
 				}
 			}
 		}()
@@ -221,13 +227,14 @@ func (q *NATSQueue) Depth() int {
 
 func (q *NATSQueue) Consume(ctx context.Context, workers int, h Handler) error {
 	msgs := make(chan jetstream.Msg)
+	hctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for m := range msgs {
-				q.handle(ctx, m, h)
+				q.handle(hctx, m, h)
 			}
 		}()
 	}

@@ -54,6 +54,9 @@ type Service struct {
 	broker *broker
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
+	// stopTaking tells the queue's workers to take no more orders; the
+	// ones they hold still finish (see Shutdown).
+	stopTaking context.CancelFunc
 
 	catMu   sync.Mutex
 	catalog map[string]Product // product definitions, without stock
@@ -103,11 +106,14 @@ func (s *Service) Register(mux *http.ServeMux) {
 
 // Start runs the payment workers and the recovery sweeps until Shutdown.
 func (s *Service) Start(ctx context.Context) {
+	// The workers outlive ctx: Shutdown decides when they stop taking work.
+	consumeCtx, stopTaking := context.WithCancel(context.WithoutCancel(ctx))
 	ctx, s.cancel = context.WithCancel(ctx)
+	s.stopTaking = stopTaking
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		_ = s.cfg.Queue.Consume(context.WithoutCancel(ctx), s.cfg.Workers, s.pay)
+		_ = s.cfg.Queue.Consume(consumeCtx, s.cfg.Workers, s.pay)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -115,9 +121,17 @@ func (s *Service) Start(ctx context.Context) {
 	}()
 }
 
-// Shutdown stops taking new work, lets the workers finish what is queued
-// and in flight, and returns when they are done or ctx ends. Whatever is
-// left stays "queued" in the store and is picked up at the next start.
+// Shutdown stops taking new work and lets the workers drain the queue. If
+// ctx ends first, the workers take no more orders but still finish the
+// payments they are making, and Shutdown returns ctx.Err() after them.
+// Whatever was not taken stays "queued" in the store and is picked up at
+// the next start.
+//
+// Shutdown never returns while a payment is in flight: the caller closes the
+// stores next, and a payment cut there would leave its paymux claim held
+// (so the next start could not pay the order until the claim lease ran
+// out) and its order stuck in "processing". Each payment is bounded by the
+// orchestrator's call time-outs.
 func (s *Service) Shutdown(ctx context.Context) error {
 	_ = s.cfg.Queue.Close() // the workers drain the queue, then Consume returns
 	if s.cancel != nil {
@@ -129,8 +143,12 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
 	}
+	if s.stopTaking != nil {
+		s.stopTaking()
+	}
+	<-done
+	return ctx.Err()
 }
 
 // Seed creates products (leaving the stock of existing ones alone).
@@ -262,6 +280,12 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(cart.Items) == 0 {
+		// A signed-in double-click: the other click may have created the
+		// order and cleared the saved cart between our two reads.
+		if existing, err := s.cfg.Store.GetOrder(r.Context(), orderID); err == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"order": existing})
+			return
+		}
 		writeError(w, http.StatusBadRequest, "the cart is empty")
 		return
 	}
