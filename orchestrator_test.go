@@ -684,3 +684,34 @@ func TestAllProvidersDownFreesTheKey(t *testing.T) {
 		t.Fatalf("retry: %+v %v", p, err)
 	}
 }
+
+// Invariant 1 across the idempotency TTL: the key's record expired (a day
+// later), but the payment exists, so a retry replays it.
+func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	st := memory.New(memory.Options{Clock: clock})
+	a := sim.New(sim.Config{Name: "a"})
+	o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	req := cardRequest("order-next-day", sim.TokenApprove)
+	p1, err := o.Authorize(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(25 * time.Hour)
+	mu.Unlock()
+	if _, err := st.GetIdempotency(ctx, "authorize/"+req.IdempotencyKey); !errors.Is(err, paymux.ErrNotFound) {
+		t.Fatalf("record still there: %v", err)
+	}
+	p2, err := o.Authorize(ctx, req)
+	if err != nil || p2.ID != p1.ID || a.Charges(req.IdempotencyKey) != 1 {
+		t.Fatalf("retry after TTL: %+v %v, charges %d", p2, err, a.Charges(req.IdempotencyKey))
+	}
+}

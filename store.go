@@ -74,6 +74,13 @@ type IdempotencyStore interface {
 	//     equals p.Fingerprint: take it over (new Token and lease, keep its
 	//     Payment snapshot, TakenOver = true); claimed = true.
 	//   - Otherwise: return the existing record unchanged; claimed = false.
+	//
+	// A claim for a new payment (p.Payment set, with Version 0) whose
+	// payment already exists is refused even when no live record is left
+	// (the key's record expired after the payment was made): the store
+	// returns a completed record with that PaymentID and p.Fingerprint, and
+	// claimed = false, so a retry after the TTL replays instead of charging
+	// again. Stores check this inside the claim's own round trip.
 	ClaimIdempotency(ctx context.Context, p ClaimParams) (rec *IdempotencyRecord, claimed bool, err error)
 	// CheckpointIdempotency replaces the snapshot of the in-flight record held
 	// by token and renews its lease. ErrClaimLost if token no longer holds it.

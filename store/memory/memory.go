@@ -138,6 +138,9 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 	now := s.now()
 	r := s.liveRecord(p.Key, now)
 	switch {
+	case r == nil && snap != nil && snap.Version == 0 && s.payments[snap.ID] != nil:
+		// The payment exists though its key's record expired: replay it.
+		return &paymux.IdempotencyRecord{Key: p.Key, Fingerprint: p.Fingerprint, State: paymux.ClaimCompleted, PaymentID: snap.ID, CreatedAt: now}, false, nil
 	case r == nil:
 		r = &paymux.IdempotencyRecord{
 			Key:         p.Key,

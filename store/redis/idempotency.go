@@ -23,9 +23,13 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 			return nil, false, err
 		}
 	}
+	fresh := "0"
+	if p.Payment != nil && p.Payment.Version == 0 && pid != "" {
+		fresh = "1"
+	}
 	res, err := claimScript.Run(ctx, s.c,
-		[]string{s.recKey(p.Key), s.leaseKey(p.Key), s.staleKey()},
-		p.Key, p.Fingerprint, p.Token, ms(p.Lease), ms(ttl), pid, snap,
+		[]string{s.recKey(p.Key), s.leaseKey(p.Key), s.staleKey(), s.payKey(pid)},
+		p.Key, p.Fingerprint, p.Token, ms(p.Lease), ms(ttl), pid, snap, fresh,
 	).Slice()
 	if err != nil {
 		return nil, false, err
@@ -34,6 +38,9 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 		return nil, false, fmt.Errorf("redisstore: unexpected claim reply")
 	}
 	claimed, _ := res[0].(int64)
+	if claimed == 2 {
+		return &paymux.IdempotencyRecord{Key: p.Key, Fingerprint: p.Fingerprint, State: paymux.ClaimCompleted, PaymentID: pid}, false, nil
+	}
 	rec, err := s.decodeRecord(p.Key, res[1])
 	if err != nil {
 		return nil, false, err

@@ -27,8 +27,10 @@ const (
 	codeNotFound = 3 // ErrNotFound
 )
 
-// claimScript: KEYS rec, lease, stale. ARGV key, fingerprint, token,
-// lease ms, ttl ms, payment id, payment JSON. Returns {claimed, HGETALL rec}.
+// claimScript: KEYS rec, lease, stale, payment. ARGV key, fingerprint, token,
+// lease ms, ttl ms, payment id, payment JSON, "1" when the claim is for a new
+// payment. Returns {claimed, HGETALL rec}, or {2, {}} when that new payment
+// exists already.
 //
 // The lease is its own key taken with SET NX PX: it exists while the holder's
 // lease runs, and a takeover is exactly a successful SET NX on it by a
@@ -38,6 +40,10 @@ local now = now_us()
 local lease = tonumber(ARGV[4])
 local lu = fmt(now + lease * 1000)
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[8] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+    -- The payment exists though its key's record expired: replay it.
+    return {2, {}}
+  end
   local ttl = tonumber(ARGV[5])
   redis.call('SET', KEYS[2], ARGV[3], 'PX', lease)
   redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'tok', ARGV[3], 'st', 'f', 'pid', ARGV[6], 'pay', ARGV[7],

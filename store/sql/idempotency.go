@@ -44,16 +44,32 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 	}
 	defer unlock()
 
+	newPayment := ""
+	if p.Payment != nil && p.Payment.Version == 0 {
+		newPayment = paymentID
+	}
+	replay := &paymux.IdempotencyRecord{Key: p.Key, Fingerprint: p.Fingerprint, State: paymux.ClaimCompleted, PaymentID: paymentID}
 	for range maxClaimRounds {
 		now := s.now()
 		nowN := nanos(now)
 		leaseN := nanos(now.Add(p.Lease))
 		expN := nanos(now.Add(ttl))
-		args := []any{p.Key, p.Fingerprint, p.Token, paymentID, snapshot, leaseN, expN, nowN}
+		args := []any{p.Key, p.Fingerprint, p.Token, paymentID, snapshot, leaseN, expN, nowN, newPayment}
 
 		n, err := s.affected(ctx, s.q.claimInsert, args...)
 		if err != nil {
 			return nil, false, fmt.Errorf("sqlstore: claim %q: %w", p.Key, err)
+		}
+		if n == 0 && newPayment != "" {
+			// Off the happy path: was it the key or the payment that exists?
+			var one int
+			err := s.db.QueryRowContext(ctx, s.q.paymentExists.text, s.q.paymentExists.args([]any{newPayment})...).Scan(&one)
+			if err == nil {
+				return replay, false, nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return nil, false, fmt.Errorf("sqlstore: claim %q: %w", p.Key, err)
+			}
 		}
 		if n == 1 {
 			return &paymux.IdempotencyRecord{
@@ -70,7 +86,7 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 		}
 
 		// A record exists: re-take it if it expired or its lease ended.
-		n, err = s.affected(ctx, s.q.claimRetake, args...)
+		n, err = s.affected(ctx, s.q.claimRetake, args[:8]...)
 		if err != nil {
 			return nil, false, fmt.Errorf("sqlstore: claim %q: %w", p.Key, err)
 		}

@@ -7,6 +7,7 @@ import "github.com/paymux/paymux"
 // validated table prefix is spliced into the text.
 type queries struct {
 	claimInsert, claimRetake, claimSelect query
+	paymentExists                         query
 	checkpoint, release, getIdem          query
 	heldBy, listStale                     query
 	completeIdem, completePG              query
@@ -55,8 +56,21 @@ func buildQueries(d Dialect, prefix string) *queries {
 	//
 	// Claim parameters: $1 key, $2 fingerprint, $3 token, $4 payment id,
 	// $5 payment JSON, $6 lease end, $7 expiry, $8 now.
-	q.claimInsert = insertIfAbsent("idempotency", idemCols,
-		`$1, $2, $3, '`+stateInFlight+`', $4, $5, 0, $6, $7, $8`, "idem_key")
+	// The insert is also refused when $9 names a payment that exists: a new
+	// payment's key whose record expired after the payment was made must
+	// replay, not charge again. $9 is "" for claims of existing payments.
+	claimValues := `$1, $2, $3, '` + stateInFlight + `', $4, $5, 0, $6, $7, $8`
+	if d == Postgres {
+		claimValues = `$1::text, $2::text, $3::text, '` + stateInFlight + `', $4::text, $5::text, 0, $6::bigint, $7::bigint, $8::bigint`
+	}
+	claimGuard := ` WHERE NOT EXISTS (SELECT 1 FROM {p}payments WHERE id = $9)`
+	switch d {
+	case MySQL:
+		q.claimInsert = c(`INSERT IGNORE INTO {p}idempotency (` + idemCols + `) SELECT ` + claimValues + ` FROM DUAL` + claimGuard)
+	default:
+		q.claimInsert = c(`INSERT INTO {p}idempotency (` + idemCols + `) SELECT ` + claimValues + claimGuard + ` ON CONFLICT (idem_key) DO NOTHING`)
+	}
+	q.paymentExists = c(`SELECT 1 FROM {p}payments WHERE id = $1`)
 	// claimRetake takes over a record whose lease ended (same fingerprint,
 	// in flight: keep its snapshot) or replaces one that expired (a fresh
 	// record). expires_at is assigned last because MySQL evaluates SET

@@ -17,6 +17,7 @@ func (s *suite) idempotencyTests() []test {
 		{"ClaimTakesOverExpiredLease", s.testClaimTakeover},
 		{"ClaimNeverTakesOverWithOtherFingerprint", s.testClaimNoTakeoverOtherFingerprint},
 		{"ClaimAfterRecordExpired", s.testClaimAfterTTL},
+		{"ClaimOfExistingPaymentAfterExpiryReplays", s.testClaimExistingPaymentAfterTTL},
 		{"ClaimRaceExactlyOneWinner", s.testClaimRace},
 		{"TakeoverRaceExactlyOneWinner", s.testTakeoverRace},
 		{"Checkpoint", s.testCheckpoint},
@@ -262,8 +263,10 @@ func (s *suite) testClaimAfterTTL(t *testing.T) {
 	_, err := st.GetIdempotency(ctx(t), p.Key)
 	wantErr(t, "GetIdempotency after expiry", err, paymux.ErrNotFound)
 
+	// The same key for a new request (another payment) starts afresh.
 	q := claimParams(p.Key, time.Minute)
 	q.Fingerprint = "new-request"
+	q.Payment.ID = uid("pay")
 	rec := s.claim(t, st, q)
 	if rec.TakenOver || rec.Fingerprint != "new-request" || rec.Token != q.Token {
 		t.Fatalf("claim after expiry = %+v, want a fresh record", rec)
@@ -649,4 +652,35 @@ func (s *suite) testListStaleClaims(t *testing.T) {
 	if len(list) != 1 || list[0].Key != keys[2] {
 		t.Fatalf("ListStaleClaims after renewals = %+v, want only %s", list, keys[2])
 	}
+}
+
+// A new payment's key whose record expired after the payment was made must
+// replay, not start a second payment: a retry a day later would charge again.
+func (s *suite) testClaimExistingPaymentAfterTTL(t *testing.T) {
+	st := s.h.New(t)
+	lease := s.h.lease()
+	p := claimParams(uid("key"), lease)
+	p.TTL = 2 * lease
+	first := s.claim(t, st, p)
+	pay := p.Payment.Clone()
+	pay.Status = paymux.StatusCaptured
+	noErr(t, "complete", st.CompleteIdempotency(ctx(t), p.Key, p.Token, pay))
+	waitPast(first.ExpiresAt)
+	eventually(t, 2*time.Second, "record expires", func() bool {
+		_, err := st.GetIdempotency(ctx(t), p.Key)
+		return err != nil
+	})
+	q := claimParams(p.Key, time.Minute)
+	q.Payment.ID = pay.ID // the same payment, still Version 0: the retry of a new payment
+	rec, claimed, err := st.ClaimIdempotency(ctx(t), q)
+	noErr(t, "ClaimIdempotency", err)
+	if claimed || rec == nil || rec.State != paymux.ClaimCompleted || rec.PaymentID != pay.ID {
+		t.Fatalf("claim of an existing payment after expiry = %+v claimed=%v, want a completed record naming %s", rec, claimed, pay.ID)
+	}
+	// A claim about the existing payment itself (a capture, Version > 0) is
+	// not refused.
+	got, err := st.GetPayment(ctx(t), pay.ID)
+	noErr(t, "GetPayment", err)
+	op := paymux.ClaimParams{Key: uid("capture"), Fingerprint: "fp", Token: uid("tok"), Lease: time.Minute, TTL: time.Hour, Payment: got}
+	s.claim(t, st, op)
 }
