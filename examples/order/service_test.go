@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/examples/internal/testenv"
 	"github.com/paymux/paymux/examples/order"
 	"github.com/paymux/paymux/examples/session"
 	"github.com/paymux/paymux/examples/shop/app"
@@ -519,6 +520,29 @@ func TestShutdownLosesNoOrder(t *testing.T) {
 		}
 	}
 	if sold, _ := st.Sold(ctx, "nova-hoodie"); sold != n {
+		held, _ := st.ExpiredReservations(ctx, time.Now().Add(time.Hour), 100)
+		for _, id := range held {
+			o, _ := st.GetOrder(ctx, id)
+			t.Logf("held: %s %+v", id, o)
+		}
 		t.Fatalf("sold %d, want %d", sold, n)
 	}
+}
+
+func appConfigNATS(t *testing.T) app.Config {
+	prefix := testenv.Prefix("nats")
+	t.Cleanup(func() {
+		// The app names its stream after the prefix; remove it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		q, err := order.NewNATSQueue(ctx, testenv.NATSURL(), order.NATSOptions{
+			Stream: strings.ToUpper(strings.TrimSuffix(prefix, "_")) + "PAYMUX_ORDERS", Subject: prefix + "paymux.orders.pay",
+			Consumer: prefix + "payment-workers", Logger: quietLogger(),
+		})
+		if err == nil {
+			_ = q.DeleteStream(ctx)
+			q.Disconnect()
+		}
+	})
+	return app.Config{NATSURL: testenv.NATSURL(), Prefix: prefix}
 }

@@ -93,7 +93,9 @@ func soldOf(t *testing.T, st order.Store, id string) int {
 	return n
 }
 
-func one(id string, n int) []order.Item { return []order.Item{{ProductID: id, Quantity: n, UnitPrice: 1000}} }
+func one(id string, n int) []order.Item {
+	return []order.Item{{ProductID: id, Quantity: n, UnitPrice: 1000}}
+}
 
 func TestStoreNeverOversells(t *testing.T) {
 	eachStore(t, func(t *testing.T, st order.Store) {

@@ -118,6 +118,12 @@ func orderStatusOf(p *paymux.Payment) Status {
 // released. Worker results and webhooks both come through here, in any
 // order.
 func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Payment) (*Order, error) {
+	// The status change and the stock settlement below are two writes. A
+	// caller's cancellation (the dispatcher stopping at shutdown) between
+	// them would leave a paid order's stock held rather than sold until the
+	// event is retried, so once begun, the pair runs to the end.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
 	next := orderStatusOf(p)
 	o, err := s.cfg.Store.UpdateOrder(ctx, orderID, func(o *Order) bool {
 		changed := false
