@@ -65,7 +65,7 @@ button.secondary{background:#fff;color:#111}input,select{font:inherit;padding:.3
 <p>Stock left: <span class="stock" id="stock-{{.ID}}">{{.Stock}}</span> · <span class="countdown" id="countdown-{{.ID}}"></span></p>
 <button id="add-{{.ID}}" data-add="{{.ID}}">Add to cart</button></div>{{end}}
 </main><aside>
-<div class="card"><h3>Cart</h3><ul id="cart"></ul>
+<div class="card"><h3>Cart</h3><p id="cart-empty" class="muted">Your cart is empty.</p><ul id="cart"></ul>
 <label>Country <select id="country"><option>DE</option><option>FR</option><option>US</option><option>GB</option><option>JP</option></select></label><br>
 <label>Test card <select id="token"><option value="sim_ok">approves</option><option value="sim_decline_hard">declines (stolen card)</option>
 <option value="sim_decline_soft">issuer unavailable (fails over)</option><option value="sim_3ds">asks for 3-D Secure</option></select></label><br>
@@ -101,6 +101,7 @@ async function refreshCart() {
   const r = await api("GET", "/api/cart");
   const ul = $("#cart"); ul.innerHTML = "";
   for (const it of (r.data.items || [])) { const li = document.createElement("li"); li.textContent = it.quantity + " × " + it.product_id; ul.appendChild(li); }
+  $("#cart-empty").hidden = ul.children.length > 0;
 }
 document.querySelectorAll("[data-add]").forEach((b) => b.addEventListener("click", async () => {
   const cart = (await api("GET", "/api/cart")).data.items || [];
@@ -116,20 +117,28 @@ $("#checkout").addEventListener("click", async () => {
   const r = await api("POST", "/api/checkout", {payment_method: {type: "card", token: $("#token").value}, country: $("#country").value}, {"Idempotency-Key": attemptKey});
   if (!r.ok) { say(r.data.error || "checkout failed"); if (r.status < 500) attemptKey = null; return; }
   attemptKey = null;
+  say("Order placed: you are in the queue.");
   follow(r.data.order);
-  refreshCart();
+  refreshCart(); refreshStock();
 });
+// money formats minor units with the currency's own number of decimals
+// (JPY has none, KWD three), as the server's paymux.Money does.
+function money(m) {
+  const exp = {JPY: 0, KRW: 0, VND: 0, CLP: 0, ISK: 0, HUF: 2, KWD: 3, BHD: 3, JOD: 3, OMR: 3, TND: 3}[m.currency];
+  const e = exp === undefined ? 2 : exp;
+  return (m.amount / Math.pow(10, e)).toFixed(e) + " " + m.currency;
+}
 function show(o) {
   $("#order-status").textContent = o.status;
   $("#order-status").dataset.status = o.status;
-  $("#order-detail").textContent = o.id + " · " + (o.amount.amount / 100).toFixed(2) + " " + o.amount.currency + (o.provider ? " · via " + o.provider : "") + (o.failure_reason ? " · " + o.failure_reason : "");
+  $("#order-detail").textContent = o.id + " · " + money(o.amount) + (o.provider ? " · via " + o.provider : "") + (o.failure_reason ? " · " + o.failure_reason : "");
   const a = $("#order-action");
   if (o.status === "requires_action" && o.next_action_url) { a.href = o.next_action_url; a.hidden = false; } else { a.hidden = true; }
 }
 function follow(o) {
   show(o);
   const es = new EventSource("/api/orders/" + encodeURIComponent(o.id) + "/events");
-  es.addEventListener("status", (e) => { const o = JSON.parse(e.data); show(o); if (["paid","captured","refunded","failed","expired","cancelled"].includes(o.status)) { es.close(); loadHistory(); } });
+  es.addEventListener("status", (e) => { const o = JSON.parse(e.data); show(o); if (["paid","captured","refunded","failed","expired","cancelled"].includes(o.status)) { es.close(); loadHistory(); refreshStock(); } });
   es.onerror = () => { /* the browser reconnects by itself */ };
 }
 async function loadHistory() {
