@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,3 +126,44 @@ func TestSharedBreaker(t *testing.T) {
 }
 
 var _ redis.Hook = (*redisstore.CountingHook)(nil)
+
+// BenchmarkAuthorizeBreaker compares happy-path authorisations on a Redis
+// store with a per-process breaker and with the breaker shared through
+// Redis, from 64 goroutines.
+func BenchmarkAuthorizeBreaker(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		name := "local"
+		if shared {
+			name = "shared"
+		}
+		b.Run(name, func(b *testing.B) {
+			c := redisClient(b)
+			prefix := redisPrefix(b, c)
+			cfg := paymux.Config{
+				Providers: []paymux.Provider{sim.New(sim.Config{})},
+				Store:     redisstore.New(c, redisstore.Options{Prefix: prefix}),
+				Logger:    slog.New(slog.DiscardHandler),
+			}
+			if shared {
+				cfg.BreakerStore = redisstore.NewBreakerStore(redisClient(b), redisstore.BreakerOptions{Prefix: prefix})
+			}
+			o, err := paymux.New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			run := randomName("")
+			var seq atomic.Int64
+			procs := runtime.GOMAXPROCS(0)
+			b.SetParallelism((64 + procs - 1) / procs)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mustAuthorize(b, o, fmt.Sprintf("brbench-%s-%d", run, seq.Add(1)))
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "auth/s")
+		})
+	}
+}
