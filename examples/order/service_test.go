@@ -546,3 +546,39 @@ func appConfigNATS(t *testing.T) app.Config {
 	})
 	return app.Config{NATSURL: testenv.NATSURL(), Prefix: prefix}
 }
+
+// TestThreeDSecureThroughSimPage completes (or fails) the step-up on the
+// shop's simulated issuer page, as a buyer following next_action_url does.
+func TestThreeDSecureThroughSimPage(t *testing.T) {
+	t.Parallel()
+	for _, result := range []string{"approve", "fail"} {
+		t.Run(result, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, app.Config{})
+			b := s.buyer(t, "/")
+			before := b.stock("nova-sneaker")
+			b.add("nova-sneaker", 1)
+			_, r := b.checkout(sim.TokenThreeDS, "k")
+			o := b.waitStatus(r.Order.ID, order.StatusRequiresAction)
+			if !strings.HasPrefix(o.NextActionURL, "/sim/3ds/") {
+				t.Fatalf("next_action_url %q", o.NextActionURL)
+			}
+			resp, err := b.http.PostForm(s.srv.URL+o.NextActionURL, url.Values{"result": {result}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK { // after the redirect to the shop page
+				t.Fatalf("sim page: %s", resp.Status)
+			}
+			if result == "approve" {
+				b.waitStatus(o.ID, order.StatusPaid)
+				return
+			}
+			b.waitStatus(o.ID, order.StatusFailed)
+			if got := b.stock("nova-sneaker"); got != before {
+				t.Fatalf("stock %d after a failed 3-D Secure, want %d", got, before)
+			}
+		})
+	}
+}

@@ -185,6 +185,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 			s := sim.New(sim.Config{
 				Name: name, WebhookSecret: paymux.Secret("simsec_" + name + "_" + string(cfg.SigningKey.Reveal()[:8])),
 				Latency: cfg.SimLatency, Faults: &providertest.Faults{}, OnEvent: a.chaosSend(d),
+				ActionURL: simActionURL(name),
 			})
 			a.Sims = append(a.Sims, s)
 			a.Deliverers = append(a.Deliverers, d)
@@ -266,6 +267,10 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	mux.HandleFunc("GET /admin/providers", a.handleAdminPage)
 	mux.HandleFunc("GET /admin/providers.json", a.handleAdminJSON)
 	mux.HandleFunc("GET /{$}", a.handlePage)
+	if len(a.Sims) > 0 {
+		mux.HandleFunc("GET "+simActionPath+"{provider}/{ref}", a.handleSimAction)
+		mux.HandleFunc("POST "+simActionPath+"{provider}/{ref}", a.handleSimAction)
+	}
 	a.Handler = securityHeaders(mux)
 	for _, d := range a.Deliverers {
 		d.SetHandler(mux)
