@@ -88,8 +88,8 @@ type Config struct {
 
 // Product ids of the drop.
 const (
-	ProductMain    = "surge-sneaker"  // stock for every buyer
-	ProductLimited = "surge-collab"   // less stock than demand
+	ProductMain    = "surge-sneaker"   // stock for every buyer
+	ProductLimited = "surge-collab"    // less stock than demand
 	AccountPass    = "surge-drop-2026" // password of the seeded accounts
 )
 

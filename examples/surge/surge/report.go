@@ -60,6 +60,7 @@ type Report struct {
 	Vanished      int // told the order exists, then not found
 	TwoOrders     int // a double-click or retry that produced two orders
 	LostDetail    []string
+	LostBooks     []string // the shop's books on lost orders
 
 	Sold           []ProductSold
 	Charges        int // authorisations across the sims
@@ -227,6 +228,9 @@ func (rep *Report) WriteText(w io.Writer) {
 	}
 	for _, d := range rep.LostDetail {
 		fmt.Fprintf(w, "lost: %s\n", d)
+	}
+	for _, d := range rep.LostBooks {
+		fmt.Fprintf(w, "lost, books: %s\n", d)
 	}
 	for k, n := range rep.Errors {
 		fmt.Fprintf(w, "error x%d: %s\n", n, k)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paymux/paymux/examples/order"
 	"github.com/paymux/paymux/examples/session"
+	"github.com/paymux/paymux/examples/shop/app"
 	"github.com/paymux/paymux/providers/sim"
 )
 
@@ -348,6 +349,9 @@ func (r *runner) verify(ctx context.Context, rep *Report, results []result) {
 					if charges > 1 {
 						rep.DoubleCharges++
 					}
+					if res.outcome == "lost" && err == nil && len(rep.LostBooks) < 20 {
+						rep.LostBooks = append(rep.LostBooks, describeBooks(vctx, a, o, charges))
+					}
 					if charges > 0 && err == nil && o.Status != order.StatusPaid && o.Status != order.StatusCaptured && o.Status != order.StatusRefunded {
 						rep.ChargedNotPaid++
 					}
@@ -366,6 +370,24 @@ func (r *runner) verify(ctx context.Context, rep *Report, results []result) {
 	for _, s := range a.Sims {
 		rep.Charges += s.TotalCharges()
 	}
+}
+
+// describeBooks says where a lost order stands in the shop's books, to
+// find why it did not settle.
+func describeBooks(ctx context.Context, a *app.App, o *order.Order, charges int) string {
+	s := fmt.Sprintf("order %s %s, %d charges in the sims", o.ID, o.Status, charges)
+	if o.PaymentID == "" {
+		return s + ", no payment id"
+	}
+	p, err := a.Store.GetPayment(ctx, o.PaymentID)
+	if err != nil {
+		return s + ", payment: " + err.Error()
+	}
+	s += fmt.Sprintf(", payment %s %s on %s updated %s ago; attempts:", p.ID, p.Status, p.Provider, time.Since(p.UpdatedAt).Round(time.Millisecond))
+	for _, at := range p.Attempts {
+		s += fmt.Sprintf(" [%s %s %s %s %s]", at.Provider, at.Operation, at.Outcome, at.Kind, at.Code)
+	}
+	return s
 }
 
 // verifyRemote checks what a buyer can see of a remote shop: the units

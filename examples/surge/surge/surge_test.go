@@ -1,0 +1,108 @@
+package surge
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// setup returns a short drop's config: bcrypt at its minimum cost (the
+// production cost is the drop tool's default; here it would only slow the
+// sign-ins down) and a plot in the test's temp dir.
+func setup(t *testing.T, orders int) Config {
+	t.Helper()
+	return Config{
+		Orders: orders / raceScale, Window: 2 * time.Second, Accounts: 40 / raceScale, BcryptCost: bcrypt.MinCost,
+		Concurrency: 128, Store: "memory", PlotPath: filepath.Join(t.TempDir(), "surge.svg"),
+	}
+}
+
+func play(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var out bytes.Buffer
+	rep.WriteText(&out)
+	t.Log("\n" + out.String())
+	if err := rep.Check(); err != nil {
+		t.Fatalf("invariants broken: %v", err)
+	}
+	if rep.Ordered == 0 || rep.Statuses["paid"] == 0 {
+		t.Fatalf("nothing was paid: %v", rep.Statuses)
+	}
+	if rep.Statuses["sold_out"] == 0 {
+		t.Errorf("the limited product never sold out: the sold-out path was not exercised")
+	}
+	svg, err := os.ReadFile(cfg.PlotPath)
+	if err != nil || !strings.HasPrefix(string(svg), "<svg") {
+		t.Errorf("plot not written: %v", err)
+	}
+	return rep
+}
+
+func TestPlainDrop(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t, 3000)
+	cfg.Profile = ProfileSpike
+	rep := play(t, cfg)
+	if rep.DoubleClicks == 0 || rep.TimeoutRetries == 0 || rep.Reconnects == 0 || rep.SignedIn == 0 {
+		t.Errorf("a buyer behaviour was not exercised: %+v", rep)
+	}
+}
+
+func TestPlainDropSQLite(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t, 1000)
+	cfg.Store = "sqlite"
+	play(t, cfg)
+}
+
+func TestChaosDrop(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t, 2000)
+	cfg.Chaos = true
+	cfg.Window = 4 * time.Second
+	// The reconciler settles unknown outcomes of payments older than 30 s,
+	// every 5 s: give it that long.
+	cfg.FinalDeadline = 50 * time.Second
+	rep := play(t, cfg)
+	if rep.Chaos == nil || rep.Chaos.BreakerOpenAfter < 0 {
+		t.Errorf("sim-a's breaker never opened during its outage")
+	}
+	if rep.PaidOnFallback == 0 {
+		t.Errorf("no payment went to the fallback during sim-a's outage")
+	}
+}
+
+func TestArrivals(t *testing.T) {
+	t.Parallel()
+	for _, p := range []Profile{ProfileRamp, ProfileSpike} {
+		a := arrivals(p, 1000, 10*time.Second)
+		for i := 1; i < len(a); i++ {
+			if a[i] < a[i-1] || a[i] > 10*time.Second {
+				t.Fatalf("%s: arrival %d at %s after %s", p, i, a[i], a[i-1])
+			}
+		}
+	}
+	// The spike puts most buyers in a tenth of the window.
+	a := arrivals(ProfileSpike, 1000, 10*time.Second)
+	in := 0
+	for _, d := range a {
+		if d >= 3*time.Second && d <= 4*time.Second {
+			in++
+		}
+	}
+	if in < 750 {
+		t.Errorf("spike: %d of 1000 buyers in the spike", in)
+	}
+}
