@@ -40,7 +40,7 @@ type Report struct {
 	Config    Config
 	InProcess bool
 	Setup     time.Duration // seeding and signing in, before the drop
-	Wall      time.Duration // from the drop's opening to the last buyer's final status
+	Wall      time.Duration // from the drop's opening to the last buyer's final status (lost orders aside)
 	// Ordered counts buyers whose checkout answered 2xx; OrdersPerSec is
 	// Ordered / Wall.
 	Ordered      int
@@ -86,7 +86,8 @@ func (rep *Report) addResults(open time.Time, results []result) {
 		}
 		rep.Statuses[res.outcome]++
 		rep.Retries += res.retries
-		if res.end.After(last) {
+		// Lost orders wait out the deadline: they would only measure it.
+		if res.outcome != "lost" && res.end.After(last) {
 			last = res.end
 		}
 		cart = append(cart, res.cart)
