@@ -127,7 +127,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		if dt, ok := p.(DecisionTabler); ok {
 			rp.table = dt.DecisionTable()
 		}
-		br, err := newBreaker(name, cfg.Breaker, cfg.BreakerStore, cfg.Logger)
+		br, err := newBreaker(name, cfg.Breaker, cfg.BreakerStore, time.Now, cfg.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("paymux: breaker for %s: %w", name, err)
 		}

@@ -2,6 +2,7 @@ package paymux
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -28,6 +29,10 @@ type BreakerSettings struct {
 	OpenTimeout time.Duration
 	// HalfOpenRequests is how many probes may pass while half-open (default 1).
 	HalfOpenRequests uint32
+	// SharedRefresh is how long an instance trusts its copy of a shared
+	// breaker's state (Config.BreakerStore) before reading it again
+	// (default 250 ms): another instance's trip is seen within it.
+	SharedRefresh time.Duration
 }
 
 // RetrySettings configures retries of one attempt on one provider with the
@@ -114,48 +119,103 @@ func (b localBreaker) Open() bool             { return b.cb.State() == gobreaker
 func (b localBreaker) State() gobreaker.State { return b.cb.State() }
 
 // sharedBreaker keeps breaker state in a gobreaker.SharedDataStore so that
-// every instance of the shop sees the same state. gobreaker's distributed
-// Execute holds the shared lock for the whole call, which would serialise
-// all payments to a provider across the fleet; instead the state is checked
-// before the call and the outcome recorded after it, each under a short lock.
+// every instance of the shop sees the same state.
+//
+// gobreaker's distributed Execute holds the fleet-wide lock for the whole
+// provider call and costs four store round trips per call, which would line
+// every payment to a provider up behind one lock. Instead, the state is read
+// without the lock (a plain GetData, cached for refresh) and an outcome is
+// recorded under the lock only when it can change something: a failure, or a
+// success while failures are counted or the breaker is not closed. With the
+// default consecutive-failures rule a success with no failures counted changes
+// nothing, so the happy path costs no breaker round trips most of the time.
 type sharedBreaker struct {
-	dcb    *gobreaker.DistributedCircuitBreaker[*ProviderPayment]
-	logger *slog.Logger
-	mu     sync.Mutex // serialises this process's use of the shared state
+	dcb     *gobreaker.DistributedCircuitBreaker[*ProviderPayment]
+	store   gobreaker.SharedDataStore
+	key     string
+	ratio   bool // FailureRatio is on: every success counts
+	refresh time.Duration
+	clock   func() time.Time
+	logger  *slog.Logger
+
+	mu       sync.Mutex // serialises this process's writes to the shared state
+	cacheMu  sync.Mutex
+	cached   gobreaker.SharedState
+	cachedAt time.Time
 }
 
-func (b *sharedBreaker) State() gobreaker.State {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st, err := b.dcb.State()
-	if err != nil {
-		// The shared store is down: fall back to letting calls through;
-		// the idempotency store, not the breaker, protects the money.
-		b.logger.Warn("paymux: shared breaker state unavailable", "provider", b.dcb.Name(), "err", err)
-		return gobreaker.StateClosed
+// shared returns the shared state, from the cache when it is fresh.
+func (b *sharedBreaker) shared() gobreaker.SharedState {
+	now := b.clock()
+	b.cacheMu.Lock()
+	if !b.cachedAt.IsZero() && now.Sub(b.cachedAt) < b.refresh {
+		st := b.cached
+		b.cacheMu.Unlock()
+		return st
 	}
+	b.cacheMu.Unlock()
+	var st gobreaker.SharedState
+	data, err := b.store.GetData(b.key)
+	if err == nil && len(data) > 0 {
+		err = json.Unmarshal(data, &st)
+	}
+	if err != nil {
+		// The shared store is down: let calls through; the idempotency
+		// store, not the breaker, protects the money.
+		b.logger.Warn("paymux: shared breaker state unavailable", "provider", b.dcb.Name(), "err", err)
+		st = gobreaker.SharedState{State: gobreaker.StateClosed}
+	}
+	b.cacheMu.Lock()
+	b.cached, b.cachedAt = st, now
+	b.cacheMu.Unlock()
 	return st
+}
+
+func (b *sharedBreaker) forget() {
+	b.cacheMu.Lock()
+	b.cachedAt = time.Time{}
+	b.cacheMu.Unlock()
+}
+
+// State computes the state as gobreaker would, without taking the lock: an
+// open breaker whose timeout has passed is half-open.
+func (b *sharedBreaker) State() gobreaker.State {
+	st := b.shared()
+	if st.State == gobreaker.StateOpen && !b.clock().Before(st.Expiry) {
+		return gobreaker.StateHalfOpen
+	}
+	return st.State
 }
 
 func (b *sharedBreaker) Open() bool { return b.State() == gobreaker.StateOpen }
 
 func (b *sharedBreaker) Call(fn func() (*ProviderPayment, error)) (*ProviderPayment, error) {
-	if b.Open() {
+	st := b.shared()
+	state := st.State
+	if state == gobreaker.StateOpen && !b.clock().Before(st.Expiry) {
+		state = gobreaker.StateHalfOpen
+	}
+	if state == gobreaker.StateOpen {
 		return nil, gobreaker.ErrOpenState
 	}
 	res, err := fn()
+	switch {
+	case err != nil && !breakerFailure(err):
+		return res, err // a decline: the provider is healthy; nothing to count
+	case err == nil && state == gobreaker.StateClosed && st.Counts.ConsecutiveFailures == 0 && !b.ratio:
+		return res, err // nothing this success could change
+	}
 	b.mu.Lock()
 	_, recErr := b.dcb.Execute(func() (*ProviderPayment, error) { return res, err })
 	b.mu.Unlock()
-	if recErr != nil && !errors.Is(recErr, err) && recErr != err {
-		if !errors.Is(recErr, gobreaker.ErrOpenState) && !errors.Is(recErr, gobreaker.ErrTooManyRequests) {
-			b.logger.Warn("paymux: recording shared breaker outcome failed", "provider", b.dcb.Name(), "err", recErr)
-		}
+	b.forget()
+	if recErr != nil && recErr != err && !errors.Is(recErr, gobreaker.ErrOpenState) && !errors.Is(recErr, gobreaker.ErrTooManyRequests) {
+		b.logger.Warn("paymux: recording shared breaker outcome failed", "provider", b.dcb.Name(), "err", recErr)
 	}
 	return res, err
 }
 
-func newBreaker(name string, s BreakerSettings, store gobreaker.SharedDataStore, logger *slog.Logger) (providerBreaker, error) {
+func newBreaker(name string, s BreakerSettings, store gobreaker.SharedDataStore, clock func() time.Time, logger *slog.Logger) (providerBreaker, error) {
 	st := gobreakerSettings(name, s, logger)
 	if store == nil {
 		return localBreaker{gobreaker.NewCircuitBreaker[*ProviderPayment](st)}, nil
@@ -164,7 +224,13 @@ func newBreaker(name string, s BreakerSettings, store gobreaker.SharedDataStore,
 	if err != nil {
 		return nil, err
 	}
-	return &sharedBreaker{dcb: dcb, logger: logger}, nil
+	refresh := s.SharedRefresh
+	if refresh <= 0 {
+		refresh = 250 * time.Millisecond
+	}
+	// gobreaker keeps the shared state under this key (its sharedStateKey).
+	return &sharedBreaker{dcb: dcb, store: store, key: "gobreaker:state:" + name, ratio: s.FailureRatio > 0,
+		refresh: refresh, clock: clock, logger: logger}, nil
 }
 
 // breakerError turns gobreaker's refusals into Unavailable: the call was
