@@ -207,12 +207,14 @@ func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, e
 	if err != nil {
 		return nil, false, err
 	}
+	// Index first: a crash between the two writes then leaves an index
+	// entry for an order that does not exist (listings skip it), never an
+	// order that crash recovery cannot find. The two keys live in different
+	// Cluster slots, so one script cannot write both.
+	s.index(ctx, o, "")
 	n, err := createScript.Run(ctx, s.rdb, []string{s.orderKey(o.ID)}, raw).Int()
 	if err != nil {
 		return nil, false, err
-	}
-	if n == 1 {
-		s.index(ctx, o, "")
 	}
 	cur, err := s.GetOrder(ctx, o.ID)
 	return cur, n == 1, err
