@@ -6,6 +6,14 @@
 //	go run ./examples/shop                      # http://localhost:8080
 //	go run ./examples/shop -store redis         # or postgres, mysql, memory
 //	PAYMUX_NATS_URL=nats://127.0.0.1:4222 go run ./examples/shop
+//
+// Real providers' sandboxes are used instead of the simulated ones when their
+// keys are in the environment: STRIPE_SECRET_KEY (+ STRIPE_WEBHOOK_SECRET),
+// ADYEN_API_KEY + ADYEN_MERCHANT_ACCOUNT + ADYEN_HMAC_KEY, BRAINTREE_MERCHANT_ID +
+// BRAINTREE_PUBLIC_KEY + BRAINTREE_PRIVATE_KEY, PAYPAL_CLIENT_ID +
+// PAYPAL_CLIENT_SECRET (+ PAYPAL_WEBHOOK_ID), WORLDPAY_USERNAME +
+// WORLDPAY_PASSWORD + WORLDPAY_ENTITY. PAYMUX_ROUTES names a routes YAML file;
+// without it the providers are tried in that order.
 package main
 
 import (
@@ -46,7 +54,24 @@ func main() {
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	providers, err := realProviders(log)
+	if err != nil {
+		log.Error("provider configuration", "err", err)
+		os.Exit(1)
+	}
+	var routes []paymux.Rule
+	if path := os.Getenv("PAYMUX_ROUTES"); path != "" {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			routes, err = paymux.ParseRoutesYAML(data)
+		}
+		if err != nil {
+			log.Error("routes", "file", path, "err", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(log, app.Config{
+		Providers: providers, Routes: routes,
 		Store: *store, SQLitePath: *sqlite, RedisURL: *redis, PostgresDSN: *pg, MySQLDSN: *mysql, NATSURL: *nats,
 		Dev: *dev, Workers: *workers, Logger: log,
 		SigningKey: paymux.Secret(os.Getenv("PAYMUX_SIGNING_KEY")), AdminToken: paymux.Secret(os.Getenv("PAYMUX_ADMIN_TOKEN")),
