@@ -49,7 +49,9 @@ type Dispatcher struct {
 }
 
 // NewDispatcher builds a dispatcher. Run it with Run, or call DispatchDue
-// from a cron.
+// from a cron. The first dispatcher of an orchestrator also receives the
+// status changes Sync and the Reconciler make, as events whose ids start with
+// "sync/", so the subscriber hears of payments no webhook will settle.
 func (o *Orchestrator) NewDispatcher(opts DispatcherOptions) (*Dispatcher, error) {
 	if opts.Subscriber == nil {
 		return nil, errors.New("paymux: DispatcherOptions.Subscriber is required")
@@ -75,7 +77,9 @@ func (o *Orchestrator) NewDispatcher(opts DispatcherOptions) (*Dispatcher, error
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
-	return &Dispatcher{o: o, opts: opts, wake: make(chan struct{}, 1)}, nil
+	d := &Dispatcher{o: o, opts: opts, wake: make(chan struct{}, 1)}
+	o.dispatcher.CompareAndSwap(nil, d)
+	return d, nil
 }
 
 // DeliveryID is the outbox id of an event.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -85,6 +86,10 @@ type Orchestrator struct {
 	providers map[string]*registeredProvider
 	router    *Router
 	log       *slog.Logger
+	// dispatcher, when set (by the first NewDispatcher), also hears the
+	// status changes Sync makes, so a subscriber learns of a payment the
+	// reconciler settled even when no webhook will ever come.
+	dispatcher atomic.Pointer[Dispatcher]
 }
 
 // New checks cfg and builds an Orchestrator.
@@ -817,6 +822,7 @@ func (o *Orchestrator) Sync(ctx context.Context, paymentID string) (*Payment, er
 	if err != nil && !notFound {
 		return p, err
 	}
+	statusBefore := p.Status
 	for tries := 0; ; tries++ {
 		before := p.Version
 		if notFound {
@@ -840,6 +846,7 @@ func (o *Orchestrator) Sync(ctx context.Context, paymentID string) (*Payment, er
 		p.UpdatedAt = o.now()
 		serr := o.cfg.Store.SavePayment(ctx, p, before)
 		if serr == nil {
+			o.announceSync(ctx, p, statusBefore)
 			return p, nil
 		}
 		if !errors.Is(serr, ErrVersionConflict) || tries >= 8 {
@@ -848,5 +855,40 @@ func (o *Orchestrator) Sync(ctx context.Context, paymentID string) (*Payment, er
 		if p, serr = o.cfg.Store.GetPayment(ctx, paymentID); serr != nil {
 			return nil, storeErr("sync", serr)
 		}
+	}
+}
+
+// announceSync hands a status change made by Sync to the dispatcher as an
+// event, as a webhook would have been: the subscriber (an order service)
+// must hear of a payment the reconciler settled, or the order waits for a
+// webhook that never comes. The event id names the payment and its version,
+// so a repeated Sync of the same change is one delivery.
+func (o *Orchestrator) announceSync(ctx context.Context, p *Payment, before Status) {
+	d := o.dispatcher.Load()
+	if d == nil || p.Status == before {
+		return
+	}
+	typ := EventOther
+	switch p.Status {
+	case StatusAuthorized:
+		typ = EventAuthorized
+	case StatusCaptured:
+		typ = EventCaptured
+	case StatusRefunded:
+		typ = EventRefunded
+	case StatusFailed:
+		typ = EventFailed
+	case StatusVoided:
+		typ = EventVoided
+	case StatusRequiresAction:
+		typ = EventActionRequired
+	}
+	ev := &Event{
+		Provider: p.Provider, ID: fmt.Sprintf("sync/%s/%d", p.ID, p.Version), Type: typ,
+		ProviderRef: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount,
+		Success: p.Status != StatusFailed, Code: p.FailureCode, OccurredAt: p.UpdatedAt,
+	}
+	if err := d.enqueue(ctx, ev, p.ID); err != nil {
+		o.log.Warn("paymux: could not announce a synced payment; the subscriber hears of it by webhook or the next change", "payment", p.ID, "err", err)
 	}
 }

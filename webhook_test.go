@@ -458,6 +458,8 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 		}
 		ids = append(ids, p.ID)
 	}
+	subs := &deliveries{seen: map[string]int{}}
+	disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
 	r := o.NewReconciler(paymux.ReconcileOptions{OlderThan: time.Minute, Rate: 1000})
 	if rep, _ := r.Reconcile(ctx); rep.Checked != 0 {
 		t.Fatalf("fresh payments were reconciled: %+v", rep)
@@ -473,6 +475,13 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 		if p, _ := o.Get(ctx, id); p.Status != paymux.StatusCaptured {
 			t.Fatalf("%s still %s", id, p.Status)
 		}
+	}
+	// No webhook will come for these: the subscriber hears of them anyway.
+	if n, err := disp.DispatchDue(ctx); n != 3 || err != nil {
+		t.Fatalf("dispatched %d sync events, want 3 (%v)", n, err)
+	}
+	if total, _ := subs.count(); total != 3 {
+		t.Fatalf("subscriber saw %d", total)
 	}
 }
 
