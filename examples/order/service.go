@@ -276,6 +276,11 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	}
 	orderID := "ord_" + shortHash(scope+"\x00"+idem)
 	if existing, err := s.cfg.Store.GetOrder(r.Context(), orderID); err == nil {
+		if existing.Status == StatusQueued {
+			// A retry of a checkout whose publish may have been lost: publish
+			// again. Paying is idempotent by order id, so a duplicate is free.
+			_ = s.cfg.Queue.Publish(context.WithoutCancel(r.Context()), orderID)
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"order": existing})
 		return
 	}
@@ -358,7 +363,12 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if created {
-		if err := s.cfg.Queue.Publish(r.Context(), orderID); err != nil {
+		// Not the request's context: a buyer who hangs up now must not leave
+		// an accepted order unpublished.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		err := s.cfg.Queue.Publish(pctx, orderID)
+		cancel()
+		if err != nil {
 			// Still queued in the store: the recovery sweep publishes it.
 			s.cfg.Logger.Warn("order: publish failed; recovery will pick it up", "order", orderID, "err", err)
 		}

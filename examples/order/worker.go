@@ -212,6 +212,7 @@ func (s *Service) sweep(ctx context.Context) {
 		case <-t.C:
 		}
 		s.recoverQueued(ctx, s.now().Add(-2*time.Minute))
+		s.settlePending(ctx)
 		s.expireReservations(ctx)
 	}
 }
@@ -320,5 +321,25 @@ func (b *broker) publish(o *Order) {
 		case ch <- o:
 		default: // a slow reader catches up from the poll
 		}
+	}
+}
+
+// settlePending catches up orders whose payment settled without a word to
+// this service (a lost event): it reads each waiting order's payment and
+// applies it. The reconciler settles the payment; this moves the order.
+func (s *Service) settlePending(ctx context.Context) {
+	orders, err := s.cfg.Store.OrdersInStatus(ctx, StatusPaymentPending, s.now().Add(-10*time.Second), 200)
+	if err != nil {
+		return
+	}
+	for _, o := range orders {
+		if o.PaymentID == "" {
+			continue
+		}
+		p, err := s.cfg.Orchestrator.Get(ctx, o.PaymentID)
+		if err != nil || orderStatusOf(p) == StatusPaymentPending {
+			continue
+		}
+		_, _ = s.applyPayment(ctx, o.ID, p)
 	}
 }
