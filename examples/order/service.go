@@ -333,8 +333,12 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		items = append(items, Item{ProductID: p.ID, Quantity: line.Quantity, UnitPrice: price})
 		total += price * int64(line.Quantity)
 	}
+	// From here the order is being committed: finish it even if the buyer
+	// hangs up, so that no half-made order waits for a sweep.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
 	until := now.Add(s.cfg.ReservationTTL)
-	if err := s.cfg.Store.Reserve(r.Context(), orderID, items, until); err != nil {
+	if err := s.cfg.Store.Reserve(cctx, orderID, items, until); err != nil {
 		if errors.Is(err, ErrSoldOut) {
 			writeError(w, http.StatusConflict, "sold out")
 			return
@@ -355,23 +359,23 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	if who != nil {
 		o.UserID, o.Email = who.UserID, who.Email
 	}
-	stored, created, err := s.cfg.Store.CreateOrder(r.Context(), o)
+	stored, created, err := s.cfg.Store.CreateOrder(cctx, o)
 	if err != nil {
 		// The reservation is keyed by the order id: a retry reuses it, and
 		// the expiry sweep returns it if nobody comes back.
 		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}
-	if created {
-		// Not the request's context: a buyer who hangs up now must not leave
-		// an accepted order unpublished.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		err := s.cfg.Queue.Publish(pctx, orderID)
-		cancel()
-		if err != nil {
+	// Publish whenever the order is still queued, not only when this request
+	// created it: two racing requests for one order must not each assume the
+	// other published. Paying is idempotent by order id.
+	if stored.Status == StatusQueued {
+		if err := s.cfg.Queue.Publish(cctx, orderID); err != nil {
 			// Still queued in the store: the recovery sweep publishes it.
 			s.cfg.Logger.Warn("order: publish failed; recovery will pick it up", "order", orderID, "err", err)
 		}
+	}
+	if created {
 		_ = s.cfg.Sessions.ClearCart(w, r, who)
 	}
 	writeJSON(w, http.StatusAccepted, map[string]any{"order": stored})
