@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -39,7 +40,12 @@ func (s *SQLStore) q(q string) string { return s.d.Rebind(strings.ReplaceAll(q, 
 func (s *SQLStore) Migrate(ctx context.Context) error {
 	k, t := s.d.Key(), s.d.Text()
 	stmts := []string{
-		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %sproducts (id %s PRIMARY KEY, data %s NOT NULL, stock BIGINT NOT NULL, sold BIGINT NOT NULL DEFAULT 0)`, s.prefix, k, t),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %sproducts (id %s PRIMARY KEY, data %s NOT NULL, buckets INTEGER NOT NULL)`, s.prefix, k, t),
+		// Stock is split over buckets so that a drop's buyers do not queue on
+		// one row lock: each reservation decrements one bucket.
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %sstock (product_id %s NOT NULL, bucket INTEGER NOT NULL, stock BIGINT NOT NULL, PRIMARY KEY (product_id, bucket))`, s.prefix, k),
+		// Sales are rows, not a counter on the product, for the same reason.
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %ssales (order_id %s NOT NULL, product_id %s NOT NULL, qty BIGINT NOT NULL, PRIMARY KEY (order_id, product_id))`, s.prefix, k, k),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %sreservations (order_id %s PRIMARY KEY, items %s NOT NULL, until_ms BIGINT NOT NULL, state %s NOT NULL)`, s.prefix, k, t, k),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %sorders (id %s PRIMARY KEY, user_id %s NOT NULL, status %s NOT NULL, updated_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL, version BIGINT NOT NULL, data %s NOT NULL)`, s.prefix, k, k, k, t),
 	}
@@ -52,6 +58,7 @@ func (s *SQLStore) Migrate(ctx context.Context) error {
 		fmt.Sprintf(`CREATE INDEX %sres_state ON %sreservations (state, until_ms)`, s.prefix, s.prefix),
 		fmt.Sprintf(`CREATE INDEX %sorders_user ON %sorders (user_id, created_ms)`, s.prefix, s.prefix),
 		fmt.Sprintf(`CREATE INDEX %sorders_status ON %sorders (status, updated_ms)`, s.prefix, s.prefix),
+		fmt.Sprintf(`CREATE INDEX %ssales_product ON %ssales (product_id)`, s.prefix, s.prefix),
 	} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("order: migrate: %w", err)
@@ -67,12 +74,21 @@ func alreadyExists(err error) bool {
 
 // Drop removes the tables (tests).
 func (s *SQLStore) Drop(ctx context.Context) error {
-	for _, n := range []string{"products", "reservations", "orders"} {
+	for _, n := range []string{"products", "stock", "sales", "reservations", "orders"} {
 		if _, err := s.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+s.prefix+n); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// StockBuckets is how many rows a large stock is split over.
+const StockBuckets = 16
+
+// bucketsFor splits stock so that each bucket holds at least 256 units:
+// small stocks stay in one row, where every unit is reachable by any order.
+func bucketsFor(stock int) int {
+	return min(StockBuckets, max(1, stock/256))
 }
 
 func (s *SQLStore) SeedProduct(ctx context.Context, p Product) error {
@@ -82,12 +98,32 @@ func (s *SQLStore) SeedProduct(ctx context.Context, p Product) error {
 	if err != nil {
 		return err
 	}
-	pre, suf := s.d.InsertIgnore()
-	if _, err := s.db.ExecContext(ctx, s.q(pre+` {p}products (id, data, stock, sold) VALUES (?, ?, ?, 0)`+suf), p.ID, string(raw), stock); err != nil {
-		return err
-	}
-	_, err = s.db.ExecContext(ctx, s.q(`UPDATE {p}products SET data = ? WHERE id = ?`), string(raw), p.ID)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		pre, suf := s.d.InsertIgnore()
+		nb := bucketsFor(stock)
+		res, err := tx.ExecContext(ctx, s.q(pre+` {p}products (id, data, buckets) VALUES (?, ?, ?)`+suf), p.ID, string(raw), nb)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			// Existing product: keep its stock (a restart must not refill a
+			// sold-out drop); refresh its description.
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE {p}products SET data = ? WHERE id = ?`), string(raw), p.ID)
+			return err
+		}
+		for b := 0; b < nb; b++ {
+			share := stock / nb
+			if b < stock%nb {
+				share++
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO {p}stock (product_id, bucket, stock) VALUES (?, ?, ?)`), p.ID, b, share); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func scanProduct(raw string, stock int) (Product, error) {
@@ -100,7 +136,7 @@ func scanProduct(raw string, stock int) (Product, error) {
 }
 
 func (s *SQLStore) Products(ctx context.Context) ([]Product, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT data, stock FROM {p}products ORDER BY id`))
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT p.data, COALESCE((SELECT SUM(st.stock) FROM {p}stock st WHERE st.product_id = p.id), 0) FROM {p}products p ORDER BY p.id`))
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +160,7 @@ func (s *SQLStore) Products(ctx context.Context) ([]Product, error) {
 func (s *SQLStore) Product(ctx context.Context, id string) (Product, error) {
 	var raw string
 	var stock int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT data, stock FROM {p}products WHERE id = ?`), id).Scan(&raw, &stock)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT p.data, COALESCE((SELECT SUM(st.stock) FROM {p}stock st WHERE st.product_id = p.id), 0) FROM {p}products p WHERE p.id = ?`), id).Scan(&raw, &stock)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Product{}, ErrNotFound
 	}
@@ -146,42 +182,128 @@ func (s *SQLStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// held is one item of a reservation, with the buckets its stock came from.
+type held struct {
+	Item
+	Takes []take `json:"takes"`
+}
+
+type take struct {
+	Bucket int `json:"b"`
+	Qty    int `json:"q"`
+}
+
 func (s *SQLStore) Reserve(ctx context.Context, orderID string, items []Item, until time.Time) error {
-	raw, err := json.Marshal(items)
-	if err != nil {
-		return err
-	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		// The reservation row first: it makes the transaction a writer from
+		// its first statement (SQLite), and a concurrent reserve of the same
+		// order waits on its key instead of taking stock twice.
 		pre, suf := s.d.InsertIgnore()
-		res, err := tx.ExecContext(ctx, s.q(pre+` {p}reservations (order_id, items, until_ms, state) VALUES (?, ?, ?, 'held')`+suf), orderID, string(raw), until.UnixMilli())
+		res, err := tx.ExecContext(ctx, s.q(pre+` {p}reservations (order_id, items, until_ms, state) VALUES (?, '[]', ?, 'held')`+suf), orderID, until.UnixMilli())
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err // reserved already: idempotent
 		}
-		for _, it := range items {
-			// The conditional decrement is the whole oversell protection.
-			res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}products SET stock = stock - ? WHERE id = ? AND stock >= ?`), it.Quantity, it.ProductID, it.Quantity)
+		// Products in id order, so multi-product reservations lock rows in
+		// the same order and cannot deadlock.
+		sorted := append([]Item(nil), items...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].ProductID < sorted[j].ProductID })
+		hs := make([]held, 0, len(items))
+		for _, it := range sorted {
+			takes, err := s.take(ctx, tx, orderID, it)
 			if err != nil {
-				return err
+				return err // rolls back the row and every take
 			}
-			if n, err := res.RowsAffected(); err != nil {
-				return err
-			} else if n != 1 {
-				return ErrSoldOut
-			}
+			hs = append(hs, held{Item: it, Takes: takes})
 		}
-		return nil
+		raw, err := json.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET items = ? WHERE order_id = ?`), string(raw), orderID)
+		return err
 	})
 }
 
-func (s *SQLStore) reservationItems(ctx context.Context, tx *sql.Tx, orderID string) ([]Item, error) {
+// take decrements the item's product's stock: the whole quantity from one
+// bucket (picked by the order id, then the others) when one holds it, else
+// unit by unit across buckets, so the last units of a drop are sold too.
+// Each decrement is conditional (stock >= n): that is the whole oversell
+// protection. Sold out rolls the transaction back, returning what was taken.
+func (s *SQLStore) take(ctx context.Context, tx *sql.Tx, orderID string, it Item) ([]take, error) {
+	var nb int
+	err := tx.QueryRowContext(ctx, s.q(`SELECT buckets FROM {p}products WHERE id = ?`), it.ProductID).Scan(&nb)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	dec := func(b, q int) (bool, error) {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}stock SET stock = stock - ? WHERE product_id = ? AND bucket = ? AND stock >= ?`), q, it.ProductID, b, q)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
+	}
+	// Fast path: the whole quantity from one bucket, starting at one picked
+	// by the order id so concurrent buyers spread over the buckets.
+	start := int(fnv32(orderID) % uint32(nb))
+	for i := 0; i < nb; i++ {
+		b := (start + i) % nb
+		ok, err := dec(b, it.Quantity)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return []take{{b, it.Quantity}}, nil
+		}
+	}
+	// The last units are spread: take them one by one, in bucket order, so
+	// two such transactions lock rows in the same order and cannot deadlock.
+	var takes []take
+	left := it.Quantity
+	for b := 0; b < nb && left > 0; b++ {
+		for left > 0 {
+			ok, err := dec(b, 1)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+			left--
+			if n := len(takes); n > 0 && takes[n-1].Bucket == b {
+				takes[n-1].Qty++
+			} else {
+				takes = append(takes, take{b, 1})
+			}
+		}
+	}
+	if left > 0 {
+		return nil, ErrSoldOut // the rollback returns what was taken
+	}
+	return takes, nil
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+func (s *SQLStore) reservationItems(ctx context.Context, tx *sql.Tx, orderID string) ([]held, error) {
 	var raw string
 	if err := tx.QueryRowContext(ctx, s.q(`SELECT items FROM {p}reservations WHERE order_id = ?`), orderID).Scan(&raw); err != nil {
 		return nil, err
 	}
-	var items []Item
+	var items []held
 	return items, json.Unmarshal([]byte(raw), &items)
 }
 
@@ -199,8 +321,10 @@ func (s *SQLStore) Release(ctx context.Context, orderID string) error {
 			return err
 		}
 		for _, it := range items {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE {p}products SET stock = stock + ? WHERE id = ?`), it.Quantity, it.ProductID); err != nil {
-				return err
+			for _, tk := range it.Takes {
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE {p}stock SET stock = stock + ? WHERE product_id = ? AND bucket = ?`), tk.Qty, it.ProductID, tk.Bucket); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -229,8 +353,9 @@ func (s *SQLStore) Commit(ctx context.Context, orderID string) error {
 		if err != nil {
 			return err
 		}
+		pre, suf := s.d.InsertIgnore()
 		for _, it := range items {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE {p}products SET sold = sold + ? WHERE id = ?`), it.Quantity, it.ProductID); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(pre+` {p}sales (order_id, product_id, qty) VALUES (?, ?, ?)`+suf), orderID, it.ProductID, it.Quantity); err != nil {
 				return err
 			}
 		}
@@ -363,10 +488,15 @@ func (s *SQLStore) OrdersInStatus(ctx context.Context, st Status, before time.Ti
 }
 
 func (s *SQLStore) Sold(ctx context.Context, productID string) (int, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT sold FROM {p}products WHERE id = ?`), productID).Scan(&n)
+	var one int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT 1 FROM {p}products WHERE id = ?`), productID).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = s.db.QueryRowContext(ctx, s.q(`SELECT COALESCE(SUM(qty), 0) FROM {p}sales WHERE product_id = ?`), productID).Scan(&n)
 	return n, err
 }

@@ -86,8 +86,8 @@ func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.d
 func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
 
 // OpenDB opens a *sql.DB for dsn in dialect d (see Connector) with a pool
-// sized for a payment service: up to 32 idle connections for PostgreSQL and
-// MySQL, so bursts do not reconnect; for SQLite, 8 connections, which is
+// sized for a payment service: up to 32 connections, all kept idle, for
+// PostgreSQL and MySQL, so bursts neither reconnect nor exhaust the server; for SQLite, 8 connections, which is
 // plenty for one writer and its readers, and a single connection that is
 // never closed for an in-memory database, which would otherwise vanish with
 // its connection.
@@ -121,6 +121,10 @@ func openDB(d Dialect, dsn string, c *Counter) (*sql.DB, error) {
 		db.SetMaxOpenConns(8)
 		db.SetMaxIdleConns(8)
 	default:
+		// Bounded: a spike must queue for connections in the pool, not
+		// open one per request until the server refuses clients
+		// (PostgreSQL's default max_connections is 100).
+		db.SetMaxOpenConns(32)
 		db.SetMaxIdleConns(32)
 	}
 	return db, nil
