@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 )
 
 // The idempotency protocol, for every operation:
@@ -35,34 +36,35 @@ const (
 // The same idempotency key with a different fingerprint is refused. Buyer
 // details that may change on a reconnect (IP, email, metadata) are left out.
 func Fingerprint(req *PaymentRequest) string {
-	h := sha256.New()
-	var buf [20]byte
-	write := func(s string) {
-		h.Write(strconv.AppendInt(buf[:0], int64(len(s)), 10))
-		h.Write([]byte{':'})
-		h.Write([]byte(s))
+	var stack [256]byte
+	b := stack[:0]
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
 	}
-	write(req.IdempotencyKey)
-	h.Write(strconv.AppendInt(buf[:0], req.Amount.Amount, 10))
-	write(string(req.Amount.Currency))
-	write(string(req.Method.Type))
-	write(req.Method.Token)
-	write(req.Country)
-	write(req.Campaign)
-	write(string(captureMode(req.Capture)))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	field(req.IdempotencyKey)
+	b = strconv.AppendInt(b, req.Amount.Amount, 10)
+	field(string(req.Amount.Currency))
+	field(string(req.Method.Type))
+	field(req.Method.Token)
+	field(req.Country)
+	field(req.Campaign)
+	field(string(captureMode(req.Capture)))
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 func opFingerprint(parts ...string) string {
-	h := sha256.New()
+	var stack [256]byte
+	b := stack[:0]
 	for _, p := range parts {
-		h.Write([]byte(strconv.Itoa(len(p))))
-		h.Write([]byte{':'})
-		h.Write([]byte(p))
+		b = strconv.AppendInt(b, int64(len(p)), 10)
+		b = append(b, ':')
+		b = append(b, p...)
 	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }
 
 // ProviderKey derives the provider idempotency key of one attempt from
@@ -70,29 +72,55 @@ func opFingerprint(parts ...string) string {
 // a process that takes over a crashed claim derives the same key, and short
 // enough for every provider (Adyen allows 64 characters).
 func ProviderKey(paymentKey, provider string, op Operation, attempt int) string {
-	h := sha256.New()
-	h.Write([]byte(paymentKey))
-	h.Write([]byte{0})
-	h.Write([]byte(provider))
-	h.Write([]byte{0})
-	h.Write([]byte(op))
-	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(nil, int64(attempt), 10))
-	var sum [sha256.Size]byte
-	return "pmx_" + hex.EncodeToString(h.Sum(sum[:0])[:20])
+	var stack [256]byte
+	b := append(stack[:0], paymentKey...)
+	b = append(b, 0)
+	b = append(b, provider...)
+	b = append(b, 0)
+	b = append(b, op...)
+	b = append(b, 0)
+	b = strconv.AppendInt(b, int64(attempt), 10)
+	sum := sha256.Sum256(b)
+	var out [4 + 40]byte
+	copy(out[:], "pmx_")
+	hex.Encode(out[4:], sum[:20])
+	return string(out[:])
 }
 
 // PaymentID derives the payment id from the authorisation key, so every
 // process agrees on it without a store round trip.
 func PaymentID(idempotencyKey string) string {
-	sum := sha256.Sum256([]byte("payment\x00" + idempotencyKey))
-	return "pay_" + hex.EncodeToString(sum[:13])
+	var stack [256]byte
+	b := append(append(stack[:0], "payment\x00"...), idempotencyKey...)
+	sum := sha256.Sum256(b)
+	var out [4 + 26]byte
+	copy(out[:], "pay_")
+	hex.Encode(out[4:], sum[:13])
+	return string(out[:])
 }
 
+// Claim tokens only need to be unique, not secret: a random per-process
+// prefix and a counter give that without reading the system's randomness
+// on every claim.
+var (
+	tokenPrefix = func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	tokenSeq atomic.Uint64
+)
+
 func newToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var out [16 + 16]byte
+	copy(out[:], tokenPrefix)
+	n := tokenSeq.Add(1)
+	const digits = "0123456789abcdef"
+	for i := len(out) - 1; i >= 16; i-- {
+		out[i] = digits[n&15]
+		n >>= 4
+	}
+	return string(out[:])
 }
 
 // storeErr turns a store failure into ErrStoreUnavailable, keeping the
