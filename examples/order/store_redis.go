@@ -216,8 +216,15 @@ func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, e
 	if err != nil {
 		return nil, false, err
 	}
+	if n == 1 {
+		// Inserted: what is stored is o, at version 1. Reading it back would
+		// be a round trip per checkout for nothing.
+		cur := *o
+		cur.Version = 1
+		return &cur, true, nil
+	}
 	cur, err := s.GetOrder(ctx, o.ID)
-	return cur, n == 1, err
+	return cur, false, err
 }
 
 func (s *RedisStore) GetOrder(ctx context.Context, id string) (*Order, error) {

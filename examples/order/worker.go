@@ -125,7 +125,16 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	next := orderStatusOf(p)
+	// moved says whether this call changed the order's status. Only the call
+	// that moves an order settles its stock and tells its SSE streams: the
+	// worker's result and the provider's webhook both report the same
+	// payment, and the second one would otherwise pay a Commit (a store
+	// transaction) for nothing. If the settlement below fails after the move,
+	// it is retried here; should it still fail, the expiry sweep commits a
+	// paid order's held reservation (expireReservations) as the safety net.
+	moved := false
 	o, err := s.cfg.Store.UpdateOrder(ctx, orderID, func(o *Order) bool {
+		moved = false // fn runs again on a compare-and-set conflict
 		changed := false
 		if o.PaymentID == "" {
 			o.PaymentID, changed = p.ID, true
@@ -134,7 +143,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			o.Provider, changed = p.Provider, true
 		}
 		if o.Status != next && o.Status.CanMove(next) {
-			o.Status, changed = next, true
+			o.Status, changed, moved = next, true, true
 			switch next {
 			case StatusRequiresAction:
 				if p.NextAction != nil {
@@ -158,11 +167,36 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	if err != nil {
 		return nil, err
 	}
+	if !moved {
+		return o, nil
+	}
+	var serr error
+	for try := 0; try < 3; try++ {
+		if serr = s.settleStock(ctx, o, p); serr == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, serr
+		case <-time.After(time.Duration(100<<try) * time.Millisecond):
+		}
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	s.broker.publish(o)
+	return o, nil
+}
+
+// settleStock commits a paid order's reservation or releases a failed one's.
+// Both store operations are idempotent.
+func (s *Service) settleStock(ctx context.Context, o *Order, p *paymux.Payment) error {
+	orderID := o.ID
 	switch {
 	case o.Status == StatusPaid || o.Status == StatusCaptured || o.Status == StatusRefunded:
 		if err := s.cfg.Store.Commit(ctx, orderID); err != nil {
 			if !errors.Is(err, ErrNotFound) {
-				return nil, err
+				return err
 			}
 			// The reservation was released (it expired before the money
 			// moved). Take the stock again, or give the money back.
@@ -171,32 +205,30 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			} else if o.Status == StatusPaid {
 				s.cfg.Logger.Warn("order: paid after its stock was released; voiding", "order", orderID)
 				if _, verr := s.cfg.Orchestrator.Void(ctx, p.ID, paymux.VoidParams{Key: "oversold-" + orderID}); verr != nil {
-					return nil, verr
+					return verr
 				}
 			}
 		}
 	case o.Status == StatusFailed || o.Status == StatusCancelled:
 		if err := s.cfg.Store.Release(ctx, orderID); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	s.broker.publish(o)
-	return o, nil
+	return nil
 }
 
 // OnPaymentEvent is the paymux webhook subscriber: a verified provider event
 // moves the order of its payment. It is idempotent, as at-least-once
-// delivery needs.
+// delivery needs. An event that changes nothing (the worker recorded the
+// payment first, the usual case) costs one order read and no write.
 func (s *Service) OnPaymentEvent(ctx context.Context, ev paymux.Event, p *paymux.Payment) error {
 	if p == nil {
 		return nil // a payment this shop never made
 	}
-	if _, err := s.cfg.Store.GetOrder(ctx, p.IdempotencyKey); errors.Is(err, ErrNotFound) {
-		return nil
-	} else if err != nil {
-		return err
-	}
 	_, err := s.applyPayment(ctx, p.IdempotencyKey, p)
+	if errors.Is(err, ErrNotFound) {
+		return nil // not an order of this shop
+	}
 	return err
 }
 
