@@ -162,9 +162,11 @@ func (p *Provider) ParseWebhook(ctx context.Context, header http.Header, body []
 	if err := VerifySignature(p.cfg.WebhookSecret, header, body, p.clock(), p.cfg.WebhookTolerance); err != nil {
 		return nil, err
 	}
-	var pl WebhookPayload
-	if err := json.Unmarshal(body, &pl); err != nil {
-		return nil, fmt.Errorf("sim: %w: %v", paymux.ErrWebhookMalformed, err)
+	pl, ok := decodePayload(body)
+	if !ok {
+		if err := json.Unmarshal(body, &pl); err != nil {
+			return nil, fmt.Errorf("sim: %w: %v", paymux.ErrWebhookMalformed, err)
+		}
 	}
 	if pl.ID == "" || pl.Reference == "" || pl.Type == "" {
 		return nil, fmt.Errorf("sim: %w: id, type and reference are required", paymux.ErrWebhookMalformed)
