@@ -58,6 +58,12 @@ type Service struct {
 	// ones they hold still finish (see Shutdown).
 	stopTaking context.CancelFunc
 
+	// paying holds the ids of orders this process's workers are paying
+	// now (the expiry sweep leaves them alone); attempts counts each
+	// order's worker attempts, for MaxPayAttempts.
+	paying   sync.Map
+	attempts sync.Map
+
 	catMu   sync.Mutex
 	catalog map[string]Product // product definitions, without stock
 	catAt   time.Time

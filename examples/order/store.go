@@ -165,3 +165,19 @@ type Store interface {
 	// the oversell check.
 	Sold(ctx context.Context, productID string) (int, error)
 }
+
+// orderUpdaterFrom is a Store that can start a compare-and-set update from an
+// order the caller has just read, saving the read that UpdateOrder begins
+// with. The order must be as read (its Version is the one compared).
+type orderUpdaterFrom interface {
+	updateOrderFrom(ctx context.Context, o *Order, fn func(*Order) bool) (*Order, error)
+}
+
+// updateOrderFrom updates o's order with fn, starting from o when st can.
+func updateOrderFrom(ctx context.Context, st Store, o *Order, fn func(*Order) bool) (*Order, error) {
+	if u, ok := st.(orderUpdaterFrom); ok {
+		c := *o
+		return u.updateOrderFrom(ctx, &c, fn)
+	}
+	return st.UpdateOrder(ctx, o.ID, fn)
+}

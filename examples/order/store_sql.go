@@ -436,10 +436,23 @@ func (s *SQLStore) GetOrder(ctx context.Context, id string) (*Order, error) {
 }
 
 func (s *SQLStore) UpdateOrder(ctx context.Context, id string, fn func(*Order) bool) (*Order, error) {
+	return s.updateOrder(ctx, id, nil, fn)
+}
+
+func (s *SQLStore) updateOrderFrom(ctx context.Context, o *Order, fn func(*Order) bool) (*Order, error) {
+	return s.updateOrder(ctx, o.ID, o, fn)
+}
+
+// updateOrder is UpdateOrder, starting from first (as read) when not nil.
+func (s *SQLStore) updateOrder(ctx context.Context, id string, first *Order, fn func(*Order) bool) (*Order, error) {
 	for tries := 0; tries < 32; tries++ {
-		o, err := s.GetOrder(ctx, id)
-		if err != nil {
-			return nil, err
+		o := first
+		first = nil
+		if o == nil {
+			var err error
+			if o, err = s.GetOrder(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		before := o.Version
 		if !fn(o) {

@@ -17,28 +17,33 @@ var errRetry = errors.New("order: retry later")
 // id as the idempotency key, so redeliveries and other instances can never
 // charge it twice.
 func (s *Service) pay(ctx context.Context, orderID string) error {
-	st := s.cfg.Store
-	var attempts int
-	o, err := st.UpdateOrder(ctx, orderID, func(o *Order) bool {
-		if o.Status != StatusQueued && o.Status != StatusProcessing {
-			return false
-		}
-		o.Status = StatusProcessing
-		o.Attempts++
-		attempts = o.Attempts
-		o.UpdatedAt = s.now()
-		return true
-	})
+	// The order is read, not written, before paying: it stays "queued" until
+	// the payment's result is written once by applyPayment. (A "processing"
+	// write here was a compare-and-set round trip per order whose only use
+	// was to keep the expiry sweep off an order being paid; the paying set
+	// below does that in this process, and applyPayment voids a payment that
+	// lands on an order another instance expired.) A redelivery or another
+	// instance replays Authorize, which is idempotent by order id.
+	s.paying.Store(orderID, struct{}{}) // before the read, so the sweep cannot slip in between
+	defer s.paying.Delete(orderID)
+	o, err := s.cfg.Store.GetOrder(ctx, orderID)
 	if errors.Is(err, ErrNotFound) {
+		s.attempts.Delete(orderID)
 		return nil // nothing to pay
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errRetry, err)
 	}
-	if o.Status != StatusProcessing {
+	if o.Status != StatusQueued && o.Status != StatusProcessing {
+		s.attempts.Delete(orderID)
 		return nil // settled already (a redelivery)
 	}
-	s.broker.publish(o)
+	attempts := 1
+	if v, ok := s.attempts.Load(orderID); ok {
+		attempts = v.(int) + 1
+	}
+	s.attempts.Store(orderID, attempts)
+	done := func() { s.attempts.Delete(orderID) }
 	req := paymux.PaymentRequest{
 		IdempotencyKey: o.ID,
 		Amount:         o.Amount,
@@ -55,6 +60,7 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 		if _, aerr := s.applyPayment(ctx, o.ID, p); aerr != nil {
 			return fmt.Errorf("%w: %v", errRetry, aerr)
 		}
+		done()
 		return nil
 	}
 	// No payment record: nothing moved. Retry what may pass later; fail what
@@ -63,11 +69,13 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 	case errors.Is(err, paymux.ErrInProgress), errors.Is(err, paymux.ErrStoreUnavailable),
 		errors.Is(err, paymux.ErrAllProvidersFailed), errors.Is(err, context.DeadlineExceeded):
 		if attempts >= s.cfg.MaxPayAttempts {
+			done()
 			return s.fail(ctx, o.ID, "payment could not be attempted: "+err.Error())
 		}
 		s.cfg.Logger.Info("order: payment will be retried", "order", o.ID, "attempt", attempts, "err", err)
 		return fmt.Errorf("%w: %v", errRetry, err)
 	default:
+		done()
 		return s.fail(ctx, o.ID, err.Error())
 	}
 }
@@ -125,17 +133,8 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	next := orderStatusOf(p)
-	// moved says whether this call changed the order's status. Only the call
-	// that moves an order settles its stock and tells its SSE streams: the
-	// worker's result and the provider's webhook both report the same
-	// payment, and the second one would otherwise pay a Commit (a store
-	// transaction) for nothing. If the settlement below fails after the move,
-	// it is retried here; should it still fail, the expiry sweep commits a
-	// paid order's held reservation (expireReservations) as the safety net.
-	moved := false
-	o, err := s.cfg.Store.UpdateOrder(ctx, orderID, func(o *Order) bool {
-		moved = false // fn runs again on a compare-and-set conflict
-		changed := false
+	// move applies the payment to o; moved says whether o's status changed.
+	move := func(o *Order) (changed, moved bool) {
 		if o.PaymentID == "" {
 			o.PaymentID, changed = p.ID, true
 		}
@@ -162,7 +161,41 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 		if changed {
 			o.UpdatedAt = s.now()
 		}
-		return changed
+		return changed, moved
+	}
+	// The worker's result and the provider's webhook both report the same
+	// payment: whichever comes second changes nothing, and costs one read.
+	o, err := s.cfg.Store.GetOrder(ctx, orderID)
+	if err != nil {
+		return nil, err
+	}
+	probe := *o
+	changed, moved := move(&probe)
+	if !changed {
+		if next == StatusPaid && (o.Status == StatusExpired || o.Status == StatusFailed || o.Status == StatusCancelled) {
+			// Authorised after the order ended (another instance expired it
+			// while this one was paying): give the hold back. Idempotent by key.
+			s.cfg.Logger.Warn("order: authorised after the order ended; voiding", "order", orderID, "status", o.Status)
+			if _, verr := s.cfg.Orchestrator.Void(ctx, p.ID, paymux.VoidParams{Key: "ended-" + orderID}); verr != nil {
+				return nil, verr
+			}
+		}
+		return o, nil
+	}
+	if moved && soldStatus(probe.Status) {
+		// Stock is committed before the order says paid, so a paid order's
+		// stock is always sold, whatever stops this call after the commit;
+		// the retry commits again (idempotent). Calls that find the order
+		// paid already therefore have nothing to settle.
+		if err := s.settleStock(ctx, &probe, p); err != nil {
+			return nil, err
+		}
+	}
+	moved = false
+	o, err = updateOrderFrom(ctx, s.cfg.Store, o, func(o *Order) bool {
+		c, m := move(o) // runs again on a compare-and-set conflict
+		moved = m
+		return c
 	})
 	if err != nil {
 		return nil, err
@@ -170,22 +203,31 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	if !moved {
 		return o, nil
 	}
-	var serr error
-	for try := 0; try < 3; try++ {
-		if serr = s.settleStock(ctx, o, p); serr == nil {
-			break
+	if !soldStatus(o.Status) {
+		// A failed or cancelled order's stock goes back. Should this keep
+		// failing, the expiry sweep releases it (expireReservations).
+		var serr error
+		for try := 0; try < 3; try++ {
+			if serr = s.settleStock(ctx, o, p); serr == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, serr
+			case <-time.After(time.Duration(100<<try) * time.Millisecond):
+			}
 		}
-		select {
-		case <-ctx.Done():
+		if serr != nil {
 			return nil, serr
-		case <-time.After(time.Duration(100<<try) * time.Millisecond):
 		}
-	}
-	if serr != nil {
-		return nil, serr
 	}
 	s.broker.publish(o)
 	return o, nil
+}
+
+// soldStatus reports whether an order in st has taken its stock for good.
+func soldStatus(st Status) bool {
+	return st == StatusPaid || st == StatusCaptured || st == StatusRefunded
 }
 
 // settleStock commits a paid order's reservation or releases a failed one's.
@@ -193,7 +235,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 func (s *Service) settleStock(ctx context.Context, o *Order, p *paymux.Payment) error {
 	orderID := o.ID
 	switch {
-	case o.Status == StatusPaid || o.Status == StatusCaptured || o.Status == StatusRefunded:
+	case soldStatus(o.Status):
 		if err := s.cfg.Store.Commit(ctx, orderID); err != nil {
 			if !errors.Is(err, ErrNotFound) {
 				return err
@@ -288,7 +330,11 @@ func (s *Service) expireReservations(ctx context.Context) {
 		switch o.Status {
 		case StatusQueued:
 			// Only a queued order can expire: a worker that picks it up
-			// later sees "expired" and does nothing.
+			// later sees "expired" and does nothing. One this process is
+			// paying right now is left alone; the payment settles it.
+			if _, busy := s.paying.Load(id); busy {
+				continue
+			}
 			o, err = s.cfg.Store.UpdateOrder(ctx, id, func(o *Order) bool {
 				if o.Status != StatusQueued {
 					return false
