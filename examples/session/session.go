@@ -67,10 +67,11 @@ type Config struct {
 
 // Service serves /api/session/* and /api/cart*.
 type Service struct {
-	cfg    Config
-	key    []byte
-	ips    ipLimiter
-	epochs sync.Map // user id -> epochCache
+	cfg      Config
+	key      []byte
+	ips      ipLimiter
+	epochs   sync.Map // user id -> epochCache
+	families sync.Map // family -> familyCache
 }
 
 type epochCache struct {
@@ -155,6 +156,8 @@ type Claims struct {
 	Email   string `json:"email"`
 	Country string `json:"country"`
 	Epoch   int64  `json:"ep"`
+	// Family is the login the token belongs to; logout revokes it.
+	Family string `json:"fam,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -191,6 +194,9 @@ func (s *Service) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil || ep != cl.Epoch {
 		return Principal{}, ErrUnauthenticated
 	}
+	if cl.Family != "" && s.familyRevoked(r.Context(), cl.Family) {
+		return Principal{}, ErrUnauthenticated
+	}
 	return Principal{UserID: cl.UserID, Email: cl.Email, Country: cl.Country}, nil
 }
 
@@ -209,6 +215,29 @@ func (s *Service) currentEpoch(ctx context.Context, userID string) (int64, error
 	}
 	s.epochs.Store(userID, epochCache{u.Epoch, now})
 	return u.Epoch, nil
+}
+
+// familyRevoked reports whether the login was ended (logout, or a stolen
+// refresh token reused), cached for two seconds like the epoch. A store
+// error counts as revoked: fail closed.
+func (s *Service) familyRevoked(ctx context.Context, family string) bool {
+	now := s.cfg.Clock()
+	if v, ok := s.families.Load(family); ok {
+		if c := v.(familyCache); now.Sub(c.at) < 2*time.Second {
+			return c.revoked
+		}
+	}
+	revoked, err := s.cfg.Store.FamilyRevoked(ctx, family)
+	if err != nil {
+		return true
+	}
+	s.families.Store(family, familyCache{revoked, now})
+	return revoked
+}
+
+type familyCache struct {
+	revoked bool
+	at      time.Time
 }
 
 // CheckCSRF enforces the double-submit token on cookie-authenticated writes.
@@ -343,7 +372,7 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password-"+ran
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, u User, family string) error {
 	now := s.cfg.Clock()
 	access, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{
-		UserID: u.ID, Email: u.Email, Country: u.Country, Epoch: u.Epoch,
+		UserID: u.ID, Email: u.Email, Country: u.Country, Epoch: u.Epoch, Family: family,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: "paymux-shop", Subject: u.ID, IssuedAt: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)), ID: uuid.NewString(),
@@ -418,6 +447,7 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 		t, err := s.cfg.Store.ConsumeRefresh(r.Context(), hashToken(c.Value), s.cfg.Clock())
 		if err == nil || errors.Is(err, ErrRefreshReused) {
 			_ = s.cfg.Store.RevokeFamily(r.Context(), t.Family)
+			s.families.Delete(t.Family)
 		}
 	}
 	s.clearSession(w, r)

@@ -308,3 +308,36 @@ func toJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+func TestLogoutEndsTheAccessToken(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, mk(t), session.Config{})
+			c := newClient(t, b)
+			c.login()
+			u, _ := url.Parse(b.srv.URL)
+			var access string
+			for _, ck := range c.http.Jar.Cookies(u) {
+				if ck.Name == session.AccessCookie {
+					access = ck.Value
+				}
+			}
+			if code, _ := c.do("POST", "/api/session/logout", "", true); code != 200 {
+				t.Fatalf("logout: %d", code)
+			}
+			// A client that kept the access token after logout is refused.
+			req, _ := http.NewRequest("GET", b.srv.URL+"/api/session/me", nil)
+			req.Header.Set("Authorization", "Bearer "+access)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Fatalf("access token still accepted after logout: %d", resp.StatusCode)
+			}
+		})
+	}
+}

@@ -60,6 +60,9 @@ type Store interface {
 	// unknown, expired or revoked one gives ErrRefreshDead.
 	ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error)
 	RevokeFamily(ctx context.Context, family string) error
+	// FamilyRevoked reports whether a login's family was revoked (logout,
+	// or a refresh token reused): its access tokens die with it.
+	FamilyRevoked(ctx context.Context, family string) (bool, error)
 	RevokeUser(ctx context.Context, userID string) error
 
 	GetCart(ctx context.Context, userID string) (Cart, error)

@@ -14,11 +14,12 @@ type MemoryStore struct {
 	byEmail map[string]string
 	refresh map[string]RefreshToken
 	carts   map[string]Cart
+	revoked map[string]bool // families
 }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{users: map[string]User{}, byEmail: map[string]string{}, refresh: map[string]RefreshToken{}, carts: map[string]Cart{}}
+	return &MemoryStore{users: map[string]User{}, byEmail: map[string]string{}, refresh: map[string]RefreshToken{}, carts: map[string]Cart{}, revoked: map[string]bool{}}
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -87,9 +88,16 @@ func (m *MemoryStore) ConsumeRefresh(_ context.Context, hash string, now time.Ti
 	return t, nil
 }
 
+func (m *MemoryStore) FamilyRevoked(_ context.Context, family string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.revoked[family], nil
+}
+
 func (m *MemoryStore) RevokeFamily(_ context.Context, family string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.revoked[family] = true
 	for h, t := range m.refresh {
 		if t.Family == family {
 			t.Revoked = true

@@ -152,8 +152,19 @@ func (s *RedisStore) revokeSet(ctx context.Context, setKey string) error {
 	return err
 }
 
+func (s *RedisStore) revokedKey(f string) string { return s.prefix + "family-revoked:" + f }
+
 func (s *RedisStore) RevokeFamily(ctx context.Context, family string) error {
+	// The marker outlives every access token of the family (15 min).
+	if err := s.rdb.Set(ctx, s.revokedKey(family), 1, 24*time.Hour).Err(); err != nil {
+		return err
+	}
 	return s.revokeSet(ctx, s.familyKey(family))
+}
+
+func (s *RedisStore) FamilyRevoked(ctx context.Context, family string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.revokedKey(family)).Result()
+	return n == 1, err
 }
 
 func (s *RedisStore) RevokeUser(ctx context.Context, userID string) error {

@@ -136,6 +136,15 @@ func (s *SQLStore) ConsumeRefresh(ctx context.Context, hash string, now time.Tim
 	return t, ErrRefreshReused
 }
 
+func (s *SQLStore) FamilyRevoked(ctx context.Context, family string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT 1 FROM {p}refresh_tokens WHERE family = ? AND revoked = 1 LIMIT 1`), family).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 func (s *SQLStore) RevokeFamily(ctx context.Context, family string) error {
 	_, err := s.db.ExecContext(ctx, s.q(`UPDATE {p}refresh_tokens SET revoked = 1 WHERE family = ?`), family)
 	return err
