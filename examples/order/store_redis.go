@@ -191,15 +191,19 @@ return 1
 func (s *RedisStore) index(ctx context.Context, o *Order, old Status) {
 	// Indexes are best effort: they serve listings, never money decisions.
 	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		if old != "" && old != o.Status {
-			pl.ZRem(ctx, s.statusKey(old), o.ID)
-		}
-		pl.ZAdd(ctx, s.statusKey(o.Status), redis.Z{Score: float64(o.UpdatedAt.UnixMilli()), Member: o.ID})
-		if o.UserID != "" {
-			pl.ZAdd(ctx, s.userKey(o.UserID), redis.Z{Score: float64(o.CreatedAt.UnixMilli()), Member: o.ID})
-		}
+		s.indexCmds(ctx, pl, o, old)
 		return nil
 	})
+}
+
+func (s *RedisStore) indexCmds(ctx context.Context, pl redis.Pipeliner, o *Order, old Status) {
+	if old != "" && old != o.Status {
+		pl.ZRem(ctx, s.statusKey(old), o.ID)
+	}
+	pl.ZAdd(ctx, s.statusKey(o.Status), redis.Z{Score: float64(o.UpdatedAt.UnixMilli()), Member: o.ID})
+	if o.UserID != "" {
+		pl.ZAdd(ctx, s.userKey(o.UserID), redis.Z{Score: float64(o.CreatedAt.UnixMilli()), Member: o.ID})
+	}
 }
 
 func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, error) {
@@ -211,8 +215,26 @@ func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, e
 	// entry for an order that does not exist (listings skip it), never an
 	// order that crash recovery cannot find. The two keys live in different
 	// Cluster slots, so one script cannot write both.
-	s.index(ctx, o, "")
-	n, err := createScript.Run(ctx, s.rdb, []string{s.orderKey(o.ID)}, raw).Int()
+	//
+	// Both go in one pipeline (one round trip), the index commands first, so
+	// the order above holds; the index stays best effort (its errors are
+	// not the insert's).
+	// A Cluster client sends a pipeline's commands to their nodes
+	// concurrently, so there the two writes stay two round trips.
+	var n int
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		s.index(ctx, o, "")
+		n, err = createScript.Run(ctx, s.rdb, []string{s.orderKey(o.ID)}, raw).Int()
+	} else {
+		var create *redis.Cmd
+		_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			s.indexCmds(ctx, pl, o, "")
+			// Eval, not EvalSha: a pipeline cannot fall back on NOSCRIPT.
+			create = createScript.Eval(ctx, pl, []string{s.orderKey(o.ID)}, raw)
+			return nil
+		})
+		n, err = create.Int()
+	}
 	if err != nil {
 		return nil, false, err
 	}
