@@ -628,3 +628,62 @@ func TestRefundEventsWithTheirOwnAmountsAddUp(t *testing.T) {
 		t.Fatalf("got refunded=%d refunds=%d status=%s", p.Refunded, len(p.Refunds), p.Status)
 	}
 }
+
+// Invariant 5: a webhook is acknowledged only once applied durably. A store
+// that fails while applying gets a 5xx and a released claim, so the
+// provider's redelivery applies the event; a duplicate after that is
+// acknowledged without being applied again.
+func TestInvariant5WebhookAcknowledgedOnlyOnceAppliedDurably(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := &failingSaves{Store: memory.New(memory.Options{})}
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st})
+	req := cardRequest("order-durable", sim.TokenApprove)
+	req.Capture = paymux.CaptureManual
+	p, err := o.Authorize(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := &deliveries{seen: map[string]int{}}
+	disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
+	srv := httptest.NewServer(o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp}))
+	defer srv.Close()
+	body, h := webhookBody("ev-durable", paymux.EventCaptured, p, p.Amount.Amount, true, time.Now())
+
+	st.failNext.Store(true)
+	if code := post(t, srv.URL+"/webhooks/a", body, h); code != 503 {
+		t.Fatalf("apply failed but the webhook was answered %d", code)
+	}
+	if got, _ := o.Get(ctx, p.ID); got.Status != paymux.StatusAuthorized {
+		t.Fatalf("a failed apply changed the payment: %s", got.Status)
+	}
+	// The redelivery is applied (the claim was released), then acknowledged.
+	if code := post(t, srv.URL+"/webhooks/a", body, h); code != 200 {
+		t.Fatalf("redelivery: %d", code)
+	}
+	if got, _ := o.Get(ctx, p.ID); got.Status != paymux.StatusCaptured {
+		t.Fatalf("redelivery not applied: %s", got.Status)
+	}
+	saves := st.saves.Load()
+	if code := post(t, srv.URL+"/webhooks/a", body, h); code != 200 || st.saves.Load() != saves {
+		t.Fatalf("duplicate: status %d, saves %d -> %d", code, saves, st.saves.Load())
+	}
+	if n, _ := disp.DispatchDue(ctx); n != 1 {
+		t.Fatalf("delivered %d, want the event once", n)
+	}
+}
+
+type failingSaves struct {
+	paymux.Store
+	failNext atomic.Bool
+	saves    atomic.Int32
+}
+
+func (f *failingSaves) SavePayment(ctx context.Context, p *paymux.Payment, expected int64) error {
+	if f.failNext.Swap(false) {
+		return errors.New("connection reset by peer")
+	}
+	f.saves.Add(1)
+	return f.Store.SavePayment(ctx, p, expected)
+}
