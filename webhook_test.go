@@ -687,3 +687,46 @@ func (f *failingSaves) SavePayment(ctx context.Context, p *paymux.Payment, expec
 	f.saves.Add(1)
 	return f.Store.SavePayment(ctx, p, expected)
 }
+
+// An unverifiable webhook is never applied; with UnverifiedAsHint it only
+// makes paymux ask the provider itself (Sync), rate-limited per provider.
+func TestUnverifiedWebhookIsOnlyAHintToSync(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: memory.New(memory.Options{})})
+	req := cardRequest("order-hint", sim.TokenApprove)
+	req.Capture = paymux.CaptureManual
+	p, err := o.Authorize(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The payment is captured at the provider behind paymux's back (say, in
+	// the provider's dashboard); its webhook arrives with a bad signature.
+	if _, err := a.Capture(ctx, &paymux.CaptureRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: "dashboard", Amount: p.Amount}); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := webhookBody("ev-forged", paymux.EventRefunded, p, p.Amount.Amount, true, time.Now())
+	forged := sim.SignWebhook("simsec_wrong", body, time.Now())
+	h := o.WebhookHandler(paymux.WebhookOptions{UnverifiedAsHint: true, HintRate: 0.001, HintBurst: 1})
+	for i := 0; i < 5; i++ {
+		if err := h.Ingest(ctx, "a", forged, body); !errors.Is(err, paymux.ErrWebhookBadSignature) {
+			t.Fatalf("forged webhook: %v", err)
+		}
+	}
+	// The claimed refund is never applied; the provider's truth (captured) is.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, _ := o.Get(ctx, p.ID)
+		if got.Status == paymux.StatusRefunded {
+			t.Fatal("an unverified event was applied")
+		}
+		if got.Status == paymux.StatusCaptured {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no Sync after the hint: %s", got.Status)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
