@@ -157,3 +157,131 @@ func TestRaceOneKeyOneChargeAcrossProviders(t *testing.T) {
 		t.Fatalf("%d distinct payments, charges %v", n, c.charges(req.IdempotencyKey))
 	}
 }
+
+// Invariant 2: the answer is lost after Stripe committed. A retry of the
+// same attempt (same Idempotency-Key) is replayed by Stripe; an answer that
+// stays lost leaves the payment unknown and never fails over.
+func TestTimeoutAfterCommitAtStripeNeverFailsOver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("replayed", func(t *testing.T) {
+		t.Parallel()
+		c := setupCards(t)
+		c.stripe.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 1})
+		p, err := c.orch.Authorize(ctx, card("order-replayed", "pm_card_visa"))
+		if p == nil {
+			t.Fatalf("no payment: %v", err)
+		}
+		if p.Provider != "stripe" {
+			t.Fatalf("moved to %s after a commit at stripe: %+v %v", p.Provider, p, err)
+		}
+		switch {
+		case err == nil && p.Status == paymux.StatusCaptured:
+		case errors.Is(err, paymux.ErrOutcomeUnknown) && p.Status == paymux.StatusUnknown:
+		default:
+			t.Fatalf("status %s, err %v", p.Status, err)
+		}
+		if ch := c.charges("order-replayed"); ch["stripe"] != 1 || ch["braintree"] != 0 || ch["adyen"] != 0 {
+			t.Fatalf("charges %v", ch)
+		}
+		p, err = c.orch.Sync(ctx, p.ID)
+		if err != nil || p.Status != paymux.StatusCaptured || p.Provider != "stripe" || p.ProviderRef == "" {
+			t.Fatalf("sync: %+v %v", p, err)
+		}
+		if n := c.total("order-replayed"); n != 1 {
+			t.Fatalf("charges after sync %v", c.charges("order-replayed"))
+		}
+	})
+
+	t.Run("lost", func(t *testing.T) {
+		t.Parallel()
+		c := setupCards(t)
+		c.stripe.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 100})
+		p, err := c.orch.Authorize(ctx, card("order-lost", "pm_card_visa"))
+		if !errors.Is(err, paymux.ErrOutcomeUnknown) || p == nil || p.Status != paymux.StatusUnknown || p.Provider != "stripe" {
+			t.Fatalf("authorize: %+v %v", p, err)
+		}
+		for _, a := range p.Attempts {
+			if a.Provider != "stripe" {
+				t.Fatalf("attempt at %s after an unknown outcome: %+v", a.Provider, p.Attempts)
+			}
+		}
+		if ch := c.charges("order-lost"); ch["stripe"] != 1 || ch["braintree"] != 0 || ch["adyen"] != 0 {
+			t.Fatalf("charges %v", ch)
+		}
+		// The same key again while unknown: a replay, no new charge anywhere.
+		if again, _ := c.orch.Authorize(ctx, card("order-lost", "pm_card_visa")); again == nil || again.Provider != "stripe" {
+			t.Fatalf("retry moved the payment: %+v", again)
+		}
+		if n := c.total("order-lost"); n != 1 {
+			t.Fatalf("retry charged: %v", c.charges("order-lost"))
+		}
+		c.stripe.Set(providertest.FaultPlan{})
+		p, err = c.orch.Sync(ctx, p.ID)
+		if err != nil || p.Status != paymux.StatusCaptured || p.Provider != "stripe" || p.ProviderRef == "" || p.Captured != 2500 {
+			t.Fatalf("sync: %+v %v", p, err)
+		}
+		if ch := c.charges("order-lost"); ch["stripe"] != 1 || ch["braintree"] != 0 || ch["adyen"] != 0 {
+			t.Fatalf("charges after sync %v", ch)
+		}
+	})
+}
+
+// Invariant 2: a Stripe outage is refused before processing, so the payment
+// fails over to Braintree and is charged there once.
+func TestOutageAtStripeFailsOverToBraintree(t *testing.T) {
+	t.Parallel()
+	c := setupCards(t)
+	ctx := context.Background()
+	c.stripe.Set(providertest.FaultPlan{Outage: true})
+	// Braintree's approving test nonce: Stripe never sees it (outage).
+	p, err := c.orch.Authorize(ctx, card("order-outage", "fake-valid-nonce"))
+	if err != nil || p.Status != paymux.StatusCaptured || p.Provider != "braintree" || p.ProviderRef == "" {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if ch := c.charges("order-outage"); ch["stripe"] != 0 || ch["braintree"] != 1 || ch["adyen"] != 0 {
+		t.Fatalf("charges %v", ch)
+	}
+	if c.stripeSrv.TotalCharges() != 0 {
+		t.Fatal("stripe charged during an outage")
+	}
+	// Replays and a Sync keep it at one charge, at Braintree.
+	if again, err := c.orch.Authorize(ctx, card("order-outage", "fake-valid-nonce")); err != nil || again.Provider != "braintree" || again.ProviderRef != p.ProviderRef {
+		t.Fatalf("replay: %+v %v", again, err)
+	}
+	c.stripe.Set(providertest.FaultPlan{})
+	if s, err := c.orch.Sync(ctx, p.ID); err != nil || s.Status != paymux.StatusCaptured || s.Provider != "braintree" {
+		t.Fatalf("sync: %+v %v", s, err)
+	}
+	if n := c.total("order-outage"); n != 1 {
+		t.Fatalf("charges %v", c.charges("order-outage"))
+	}
+}
+
+// A hard decline (stolen card) is final: no charge anywhere, no cascade.
+func TestHardDeclineAtStripeDoesNotCascade(t *testing.T) {
+	t.Parallel()
+	c := setupCards(t)
+	ctx := context.Background()
+	p, err := c.orch.Authorize(ctx, card("order-stolen", "pm_card_chargeDeclinedStolenCard"))
+	if !errors.Is(err, paymux.ErrDeclined) || p == nil || p.Status != paymux.StatusFailed {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if len(p.Attempts) != 1 || p.Attempts[0].Provider != "stripe" || p.Provider != "stripe" {
+		t.Fatalf("cascaded: %+v", p.Attempts)
+	}
+	if n := c.total("order-stolen"); n != 0 {
+		t.Fatalf("charges %v", c.charges("order-stolen"))
+	}
+	if n := c.braintreeSrv.ChargesFunc(func(string) bool { return true }); n != 0 {
+		t.Fatalf("braintree charged %d", n)
+	}
+	// The same key again replays the decline.
+	if again, err := c.orch.Authorize(ctx, card("order-stolen", "pm_card_chargeDeclinedStolenCard")); !errors.Is(err, paymux.ErrDeclined) || len(again.Attempts) != 1 {
+		t.Fatalf("replay: %+v %v", again, err)
+	}
+	if n := c.total("order-stolen"); n != 0 {
+		t.Fatalf("charges after replay %v", c.charges("order-stolen"))
+	}
+}
