@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"github.com/paymux/paymux/providers/adyen/adyentest"
 	"github.com/paymux/paymux/providers/braintree"
 	"github.com/paymux/paymux/providers/braintree/braintreetest"
+	"github.com/paymux/paymux/providers/paypal"
+	"github.com/paymux/paymux/providers/paypal/paypaltest"
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/stripe"
 	"github.com/paymux/paymux/providers/stripe/stripetest"
@@ -283,5 +286,153 @@ func TestHardDeclineAtStripeDoesNotCascade(t *testing.T) {
 	}
 	if n := c.total("order-stolen"); n != 0 {
 		t.Fatalf("charges after replay %v", c.charges("order-stolen"))
+	}
+}
+
+// wallet is an orchestrator routing PayPal wallets to the PayPal adapter and
+// cards to Stripe, each on its fake.
+type wallet struct {
+	orch      *paymux.Orchestrator
+	paypalSrv *paypaltest.Server
+	stripeSrv *stripetest.Server
+}
+
+func setupWallet(t *testing.T) *wallet {
+	t.Helper()
+	w := &wallet{}
+	w.paypalSrv = paypaltest.NewServer(paypaltest.Options{})
+	t.Cleanup(w.paypalSrv.Close)
+	u, err := url.Parse(w.paypalSrv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	po := w.paypalSrv.Options()
+	pp, err := paypal.New(paypal.Config{Name: "paypal", ClientID: po.ClientID, ClientSecret: paymux.Secret(po.ClientSecret),
+		WebhookID: po.WebhookID, BaseURL: w.paypalSrv.URL, HTTPClient: w.paypalSrv.Client(), CertHosts: []string{u.Hostname()}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.stripeSrv = stripetest.NewServer(stripetest.Options{})
+	t.Cleanup(w.stripeSrv.Close)
+	sp, err := stripe.New(stripe.Config{Name: "stripe", SecretKey: stripetest.DefaultSecretKey, WebhookSecret: stripetest.DefaultWebhookSecret,
+		BaseURL: w.stripeSrv.URL, HTTPClient: w.stripeSrv.Client(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.orch, err = paymux.New(paymux.Config{
+		Providers: []paymux.Provider{sp, pp},
+		Routes: []paymux.Rule{
+			{Name: "wallets", Methods: []paymux.MethodType{paymux.MethodPayPal}, Primaries: []paymux.Target{{Provider: "paypal"}}},
+			{Name: "cards", Primaries: []paymux.Target{{Provider: "stripe"}}},
+		},
+		Store:  memory.New(memory.Options{}),
+		Logger: quiet(),
+		Retry:  paymux.RetrySettings{MaxRetries: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func paypalReq(key string) paymux.PaymentRequest {
+	return paymux.PaymentRequest{IdempotencyKey: key, Amount: paymux.NewMoney(2500, "EUR"), Country: "DE",
+		Method:    paymux.PaymentMethod{Type: paymux.MethodPayPal, Token: paypal.CheckoutToken},
+		ReturnURL: "https://shop.example/return"}
+}
+
+// The PayPal wallet flow: requires_action with an approval link, the buyer
+// approves, Sync completes the order; one order and one charge throughout.
+func TestPayPalWalletApproveThenSync(t *testing.T) {
+	t.Parallel()
+	w := setupWallet(t)
+	ctx := context.Background()
+	const key = "order-wallet"
+	p, err := w.orch.Authorize(ctx, paypalReq(key))
+	if err != nil || p.Status != paymux.StatusRequiresAction || p.Provider != "paypal" || p.ProviderRef == "" {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if p.NextAction == nil || p.NextAction.RedirectURL == "" {
+		t.Fatalf("no approval link: %+v", p.NextAction)
+	}
+	if _, err := url.Parse(p.NextAction.RedirectURL); err != nil {
+		t.Fatalf("approval link %q: %v", p.NextAction.RedirectURL, err)
+	}
+	order := p.ProviderRef
+	if n := w.paypalSrv.Charges(key); n != 0 {
+		t.Fatalf("charged before approval: %d", n)
+	}
+	// The same key before approval: the same order, nothing new.
+	for i := 0; i < 3; i++ {
+		again, err := w.orch.Authorize(ctx, paypalReq(key))
+		if err != nil || again.ProviderRef != order || again.Status != paymux.StatusRequiresAction {
+			t.Fatalf("repeat %d before approval: %+v %v", i, again, err)
+		}
+	}
+	// Syncing before approval changes nothing and charges nothing.
+	if s, err := w.orch.Sync(ctx, p.ID); err != nil || s.Status != paymux.StatusRequiresAction || w.paypalSrv.Charges(key) != 0 {
+		t.Fatalf("sync before approval: %+v %v, charges %d", s, err, w.paypalSrv.Charges(key))
+	}
+
+	if err := w.paypalSrv.CompleteAction(ctx, order); err != nil {
+		t.Fatal(err)
+	}
+	p, err = w.orch.Sync(ctx, p.ID)
+	if err != nil || (p.Status != paymux.StatusCaptured && p.Status != paymux.StatusAuthorized) || p.ProviderRef != order {
+		t.Fatalf("sync after approval: %+v %v", p, err)
+	}
+	if p.Status == paymux.StatusCaptured && p.Captured != 2500 {
+		t.Fatalf("captured %d", p.Captured)
+	}
+	if n := w.paypalSrv.Charges(key); n != 1 {
+		t.Fatalf("charges %d", n)
+	}
+	// Sync again and Authorize again with the same key: still one charge,
+	// the same order.
+	if s, err := w.orch.Sync(ctx, p.ID); err != nil || s.Status != p.Status {
+		t.Fatalf("second sync: %+v %v", s, err)
+	}
+	for i := 0; i < 3; i++ {
+		again, _ := w.orch.Authorize(ctx, paypalReq(key))
+		if again == nil || again.ProviderRef != order || again.Provider != "paypal" {
+			t.Fatalf("repeat %d after approval: %+v", i, again)
+		}
+	}
+	if n := w.paypalSrv.Charges(key); n != 1 {
+		t.Fatalf("charges after repeats %d", n)
+	}
+	if w.stripeSrv.TotalCharges() != 0 {
+		t.Fatal("a wallet payment reached stripe")
+	}
+}
+
+// The other documented path: the order was approved in the browser and its
+// id is the token. Racing requests for the key complete it once.
+func TestPayPalApprovedOrderTokenRace(t *testing.T) {
+	t.Parallel()
+	w := setupWallet(t)
+	ctx := context.Background()
+	const key = "order-approved"
+	order := w.paypalSrv.NewOrder(paypaltest.OrderParams{Amount: paymux.NewMoney(2500, "EUR"), Approved: true, PaymentKey: key})
+	req := paypalReq(key)
+	req.Method.Token = order
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := w.orch.Authorize(ctx, req)
+			if err != nil && !errors.Is(err, paymux.ErrInProgress) {
+				t.Error(err)
+				return
+			}
+			if err == nil && (p.Status != paymux.StatusCaptured || p.ProviderRef != order) {
+				t.Errorf("%+v", p)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := w.paypalSrv.Charges(key); n != 1 {
+		t.Fatalf("charges %d", n)
 	}
 }
