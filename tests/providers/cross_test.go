@@ -436,3 +436,118 @@ func TestPayPalApprovedOrderTokenRace(t *testing.T) {
 		t.Fatalf("charges %d", n)
 	}
 }
+
+// Stripe and Braintree both down (refused before processing): Adyen, the
+// last fallback, charges once.
+func TestDoubleOutageReachesAdyen(t *testing.T) {
+	t.Parallel()
+	c := setupCards(t)
+	ctx := context.Background()
+	c.stripe.Set(providertest.FaultPlan{Outage: true})
+	c.braintree.Set(providertest.FaultPlan{Outage: true})
+	req := card("order-adyen", "")
+	req.Method = adyentest.Method("")
+	p, err := c.orch.Authorize(ctx, req)
+	if err != nil || p.Provider != "adyen" || (p.Status != paymux.StatusCaptured && p.Status != paymux.StatusAuthorized) {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if ch := c.charges("order-adyen"); ch["stripe"] != 0 || ch["braintree"] != 0 || ch["adyen"] != 1 {
+		t.Fatalf("charges %v", ch)
+	}
+}
+
+// Invariant 2 one hop later: Stripe is down, Braintree commits and the
+// answer is lost. Adyen is never tried; Sync finds the one Braintree charge.
+func TestTimeoutAfterCommitAtBraintreeNeverReachesAdyen(t *testing.T) {
+	t.Parallel()
+	c := setupCards(t)
+	ctx := context.Background()
+	c.stripe.Set(providertest.FaultPlan{Outage: true})
+	c.braintree.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 100})
+	p, err := c.orch.Authorize(ctx, card("order-bt-lost", "fake-valid-nonce"))
+	if !errors.Is(err, paymux.ErrOutcomeUnknown) || p == nil || p.Status != paymux.StatusUnknown || p.Provider != "braintree" {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if ch := c.charges("order-bt-lost"); ch["stripe"] != 0 || ch["braintree"] != 1 || ch["adyen"] != 0 {
+		t.Fatalf("charges %v", ch)
+	}
+	c.braintree.Set(providertest.FaultPlan{})
+	p, err = c.orch.Sync(ctx, p.ID)
+	if err != nil || p.Status != paymux.StatusCaptured || p.Provider != "braintree" || p.ProviderRef == "" {
+		t.Fatalf("sync: %+v %v", p, err)
+	}
+	if n := c.total("order-bt-lost"); n != 1 {
+		t.Fatalf("charges after sync %v", c.charges("order-bt-lost"))
+	}
+}
+
+// A 5xx of unknown effect (the fakes do not process it, but the client
+// cannot know) must not fail over either; Sync then learns that nothing was
+// charged.
+func TestServerErrorIsUnknownNotFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, token string
+		faults      func(c *cardRoute)
+		at          string
+	}{
+		{"stripe", "pm_card_visa", func(c *cardRoute) { c.stripe.Set(providertest.FaultPlan{ServerErrorRate: 1}) }, "stripe"},
+		{"braintree", "fake-valid-nonce", func(c *cardRoute) {
+			c.stripe.Set(providertest.FaultPlan{Outage: true})
+			c.braintree.Set(providertest.FaultPlan{ServerErrorRate: 1})
+		}, "braintree"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := setupCards(t)
+			tc.faults(c)
+			key := "order-5xx-" + tc.name
+			p, err := c.orch.Authorize(ctx, card(key, tc.token))
+			if !errors.Is(err, paymux.ErrOutcomeUnknown) || p == nil || p.Status != paymux.StatusUnknown || p.Provider != tc.at {
+				t.Fatalf("authorize: %+v %v", p, err)
+			}
+			if n := c.total(key); n != 0 {
+				t.Fatalf("charges %v", c.charges(key))
+			}
+			c.stripe.Set(providertest.FaultPlan{})
+			c.braintree.Set(providertest.FaultPlan{})
+			p, err = c.orch.Sync(ctx, p.ID)
+			if err != nil || p.Status != paymux.StatusFailed || p.Provider != tc.at {
+				t.Fatalf("sync: %+v %v", p, err)
+			}
+			if n := c.total(key); n != 0 {
+				t.Fatalf("charges after sync %v", c.charges(key))
+			}
+		})
+	}
+}
+
+// The approval is done but the completing call's answer is lost during
+// Sync: the next Sync completes it with the same request id, once.
+func TestPayPalCompletionLostDuringSync(t *testing.T) {
+	t.Parallel()
+	w := setupWallet(t)
+	ctx := context.Background()
+	const key = "order-wallet-lost"
+	p, err := w.orch.Authorize(ctx, paypalReq(key))
+	if err != nil || p.Status != paymux.StatusRequiresAction {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if err := w.paypalSrv.CompleteAction(ctx, p.ProviderRef); err != nil {
+		t.Fatal(err)
+	}
+	w.paypalSrv.Faults.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 100})
+	s, err := w.orch.Sync(ctx, p.ID)
+	if err == nil && s.Status != paymux.StatusRequiresAction {
+		t.Logf("sync under lost answers: %s", s.Status)
+	}
+	w.paypalSrv.Faults.Set(providertest.FaultPlan{})
+	s, err = w.orch.Sync(ctx, p.ID)
+	if err != nil || s.Status != paymux.StatusCaptured || s.Captured != 2500 {
+		t.Fatalf("sync: %+v %v", s, err)
+	}
+	if n := w.paypalSrv.Charges(key); n != 1 {
+		t.Fatalf("charges %d", n)
+	}
+}
