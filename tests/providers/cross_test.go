@@ -24,6 +24,8 @@ import (
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/stripe"
 	"github.com/paymux/paymux/providers/stripe/stripetest"
+	"github.com/paymux/paymux/providers/worldpay"
+	"github.com/paymux/paymux/providers/worldpay/worldpaytest"
 	"github.com/paymux/paymux/store/memory"
 )
 
@@ -622,5 +624,64 @@ func TestUnknownAtStripeRacingRetriesAndSyncs(t *testing.T) {
 	}
 	if ch := c.charges(req.IdempotencyKey); ch["stripe"] != 1 || ch["braintree"] != 0 || ch["adyen"] != 0 {
 		t.Fatalf("charges %v", ch)
+	}
+}
+
+// Invariant 2 with Worldpay in the middle of a route: Stripe is down,
+// Worldpay commits and the answer is lost; Adyen is never tried and Sync
+// finds the one Worldpay charge through its recovery query.
+func TestTimeoutAfterCommitAtWorldpayNeverReachesAdyen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stripeFaults, wpFaults := &providertest.Faults{}, &providertest.Faults{}
+	ssrv := stripetest.NewServer(stripetest.Options{Faults: stripeFaults})
+	t.Cleanup(ssrv.Close)
+	sp, err := stripe.New(stripe.Config{Name: "stripe", SecretKey: stripetest.DefaultSecretKey, WebhookSecret: stripetest.DefaultWebhookSecret,
+		BaseURL: ssrv.URL, HTTPClient: ssrv.Client(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsrv := worldpaytest.NewServer(worldpaytest.Options{Faults: wpFaults})
+	t.Cleanup(wsrv.Close)
+	wp, err := worldpay.New(worldpay.Config{Name: "worldpay", Username: "user", Password: "pass", Entity: "default",
+		BaseURL: wsrv.URL(), HTTPClient: wsrv.Client(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asrv := adyentest.NewServer(adyentest.Options{})
+	t.Cleanup(asrv.Close)
+	ao := asrv.Options()
+	ap, err := adyen.New(adyen.Config{Name: "adyen", APIKey: paymux.Secret(ao.APIKey), MerchantAccount: ao.MerchantAccount,
+		HMACKey: paymux.Secret(ao.HMACKey), BaseURL: asrv.URL, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := paymux.New(paymux.Config{
+		Providers: []paymux.Provider{sp, wp, ap},
+		Store:     memory.New(memory.Options{}),
+		Logger:    quiet(),
+		Retry:     paymux.RetrySettings{MaxRetries: 2, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripeFaults.Set(providertest.FaultPlan{Outage: true})
+	wpFaults.Set(providertest.FaultPlan{TimeoutAfterCommitNext: 100})
+	req := paymux.PaymentRequest{IdempotencyKey: "order-wp-lost", Amount: paymux.NewMoney(4200, "GBP"), Country: "GB",
+		Method: paymux.PaymentMethod{Type: paymux.MethodCard, Token: wsrv.SessionHref("Jane Doe")}}
+	p, err := o.Authorize(ctx, req)
+	if !errors.Is(err, paymux.ErrOutcomeUnknown) || p == nil || p.Status != paymux.StatusUnknown || p.Provider != "worldpay" {
+		t.Fatalf("authorize: %+v %v", p, err)
+	}
+	if ssrv.TotalCharges() != 0 || asrv.Charges(req.IdempotencyKey) != 0 || wsrv.TotalCharges() != 1 {
+		t.Fatalf("charges stripe=%d worldpay=%d adyen=%d", ssrv.TotalCharges(), wsrv.TotalCharges(), asrv.Charges(req.IdempotencyKey))
+	}
+	wpFaults.Set(providertest.FaultPlan{})
+	p, err = o.Sync(ctx, p.ID)
+	if err != nil || p.Status != paymux.StatusCaptured || p.Provider != "worldpay" || p.ProviderRef == "" {
+		t.Fatalf("sync: %+v %v", p, err)
+	}
+	if wsrv.TotalCharges() != 1 || asrv.Charges(req.IdempotencyKey) != 0 {
+		t.Fatalf("charges after sync worldpay=%d adyen=%d", wsrv.TotalCharges(), asrv.Charges(req.IdempotencyKey))
 	}
 }
