@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/examples/internal/httpjson"
 	"github.com/paymux/paymux/examples/session"
 )
 
@@ -573,16 +574,9 @@ func statusOfPaymentError(err error) int {
 	return http.StatusBadGateway
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
+func writeError(w http.ResponseWriter, status int, msg string) { httpjson.Error(w, status, msg) }
 
 func methodOf(t paymux.MethodType, token string) paymux.PaymentMethod {
 	return paymux.PaymentMethod{Type: t, Token: token}

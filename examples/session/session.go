@@ -28,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/examples/internal/httpjson"
 )
 
 // Cookie names.
@@ -656,16 +657,9 @@ func sha256Sum(b []byte) []byte {
 
 func hashToken(t string) string { return hex.EncodeToString(sha256Sum([]byte(t))) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
-}
+func writeError(w http.ResponseWriter, status int, msg string) { httpjson.Error(w, status, msg) }
 
 // ipLimiter is a per-IP token bucket that forgets idle IPs.
 type ipLimiter struct {
