@@ -474,11 +474,9 @@ func (brokenStore) ClaimIdempotency(context.Context, paymux.ClaimParams) (*paymu
 // for its key: it asks the provider first, and finds the charge.
 func TestCrashedClaimIsRecoveredFromTheProvider(t *testing.T) {
 	t.Parallel()
-	now := time.Now()
-	clock := func() time.Time { return now }
-	var mu sync.Mutex
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	st := memory.New(memory.Options{Clock: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock() }})
+	clk := newTestClock()
+	advance := clk.Advance
+	st := memory.New(memory.Options{Clock: clk.Now})
 	a := sim.New(sim.Config{Name: "a"})
 	bb := sim.New(sim.Config{Name: "b"})
 	o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{a, bb}, Store: st, ClaimLease: time.Minute})
@@ -689,9 +687,8 @@ func TestAllProvidersDownFreesTheKey(t *testing.T) {
 // later), but the payment exists, so a retry replays it.
 func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
 	t.Parallel()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a"})
 	o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
@@ -704,9 +701,7 @@ func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	now = now.Add(25 * time.Hour)
-	mu.Unlock()
+	clk.Advance(25 * time.Hour)
 	if _, err := st.GetIdempotency(ctx, "authorize/"+req.IdempotencyKey); !errors.Is(err, paymux.ErrNotFound) {
 		t.Fatalf("record still there: %v", err)
 	}
@@ -714,4 +709,24 @@ func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
 	if err != nil || p2.ID != p1.ID || a.Charges(req.IdempotencyKey) != 1 {
 		t.Fatalf("retry after TTL: %+v %v, charges %d", p2, err, a.Charges(req.IdempotencyKey))
 	}
+}
+
+// testClock is an injected clock that tests move forward by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Now()} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

@@ -315,24 +315,21 @@ func TestWebhookRefusesWhatItCannotTrust(t *testing.T) {
 func TestWebhookForUnknownPaymentIsRetriedThenOrphaned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: memory.New(memory.Options{Clock: clock}), Clock: clock})
 	subs := &deliveries{seen: map[string]int{}}
 	disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
 	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp, OrphanAfter: time.Hour})
 	ghost := &paymux.Payment{ProviderRef: "sim_ghost", IdempotencyKey: "never-seen", Amount: paymux.NewMoney(100, "EUR")}
-	body, hdr := webhookBody("ev-ghost", paymux.EventCaptured, ghost, 100, true, now)
+	body, hdr := webhookBody("ev-ghost", paymux.EventCaptured, ghost, 100, true, clock())
 	err := h.Ingest(ctx, "a", hdr, body)
 	if !errors.Is(err, paymux.ErrPaymentUnknown) || paymux.WebhookStatus(err) != 503 {
 		t.Fatalf("got %v", err)
 	}
 	// Redelivered two hours later: acknowledged, handed over without a payment.
-	mu.Lock()
-	now = now.Add(2 * time.Hour)
-	mu.Unlock()
+	clk.Advance(2 * time.Hour)
 	body2, hdr2 := webhookBody("ev-ghost", paymux.EventCaptured, ghost, 100, true, clock().Add(-2*time.Hour))
 	hdr2 = sim.SignWebhook(simSecret, body2, clock())
 	if err := h.Ingest(ctx, "a", hdr2, body2); err != nil {
@@ -351,9 +348,8 @@ func TestWebhookForUnknownPaymentIsRetriedThenOrphaned(t *testing.T) {
 func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
@@ -384,9 +380,7 @@ func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
 	}
 	_, _ = d1.DispatchDue(crashCtx)
 	// A restarted process, after the crashed one's lease ran out.
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
+	clk.Advance(2 * time.Minute)
 	subs := &deliveries{seen: map[string]int{}}
 	d2, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
 	for {
@@ -407,9 +401,8 @@ func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
 func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
@@ -427,9 +420,7 @@ func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
 	}
 	for i := 0; i < 5; i++ {
 		_, _ = d.DispatchDue(ctx)
-		mu.Lock()
-		now = now.Add(time.Hour)
-		mu.Unlock()
+		clk.Advance(time.Hour)
 	}
 	del, err := st.GetDelivery(ctx, paymux.DeliveryID("a", "ev-dead"))
 	if err != nil || del.State != paymux.DeliveryDead || del.Attempts != 3 {
@@ -443,9 +434,8 @@ func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
 func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock})
@@ -464,9 +454,7 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 	if rep, _ := r.Reconcile(ctx); rep.Checked != 0 {
 		t.Fatalf("fresh payments were reconciled: %+v", rep)
 	}
-	mu.Lock()
-	now = now.Add(2 * time.Minute)
-	mu.Unlock()
+	clk.Advance(2 * time.Minute)
 	rep, err := r.Reconcile(ctx)
 	if err != nil || rep.Resolved != 3 {
 		t.Fatalf("report %+v %v", rep, err)
@@ -488,9 +476,8 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 func TestReconcilerFinishesAbandonedClaims(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	now := time.Now()
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clk := newTestClock()
+	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clock, ClaimLease: time.Minute})
@@ -508,9 +495,7 @@ func TestReconcilerFinishesAbandonedClaims(t *testing.T) {
 			}
 		}
 	}
-	mu.Lock()
-	now = now.Add(5 * time.Minute)
-	mu.Unlock()
+	clk.Advance(5 * time.Minute)
 	rep, err := o.NewReconciler(paymux.ReconcileOptions{Rate: 1000}).Reconcile(ctx)
 	if err != nil || rep.Claims != 2 {
 		t.Fatalf("report %+v %v", rep, err)
