@@ -181,3 +181,33 @@ func updateOrderFrom(ctx context.Context, st Store, o *Order, fn func(*Order) bo
 	}
 	return st.UpdateOrder(ctx, o.ID, fn)
 }
+
+// casUpdate is the read-modify-write loop of the stores' UpdateOrder: apply
+// fn to the order (first, when not nil, is the order as just read) and save
+// it; save reports false when the stored version moved meanwhile, and the
+// loop reads again.
+func casUpdate(ctx context.Context, id string, first *Order, get func(context.Context, string) (*Order, error),
+	fn func(*Order) bool, save func(o *Order, before int64, old Status) (bool, error)) (*Order, error) {
+	for tries := 0; tries < 32; tries++ {
+		o := first
+		first = nil
+		if o == nil {
+			var err error
+			if o, err = get(ctx, id); err != nil {
+				return nil, err
+			}
+		}
+		before, old := o.Version, o.Status
+		if !fn(o) {
+			return o, nil
+		}
+		ok, err := save(o, before, old)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return o, nil
+		}
+	}
+	return nil, ErrConflict
+}

@@ -273,34 +273,19 @@ func (s *RedisStore) updateOrderFrom(ctx context.Context, o *Order, fn func(*Ord
 
 // updateOrder is UpdateOrder, starting from first (as read) when not nil.
 func (s *RedisStore) updateOrder(ctx context.Context, id string, first *Order, fn func(*Order) bool) (*Order, error) {
-	for tries := 0; tries < 32; tries++ {
-		o := first
-		first = nil
-		if o == nil {
-			var err error
-			if o, err = s.GetOrder(ctx, id); err != nil {
-				return nil, err
-			}
-		}
-		before, old := o.Version, o.Status
-		if !fn(o) {
-			return o, nil
-		}
+	return casUpdate(ctx, id, first, s.GetOrder, fn, func(o *Order, before int64, old Status) (bool, error) {
 		raw, err := encodeOrder(o)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		n, err := casScript.Run(ctx, s.rdb, []string{s.orderKey(id)}, strconv.FormatInt(before, 10), raw).Int()
-		if err != nil {
-			return nil, err
+		if err != nil || n != 1 {
+			return false, err
 		}
-		if n == 1 {
-			o.Version = before + 1
-			s.index(ctx, o, old)
-			return o, nil
-		}
-	}
-	return nil, ErrConflict
+		o.Version = before + 1
+		s.index(ctx, o, old)
+		return true, nil
+	})
 }
 
 func (s *RedisStore) ordersByIDs(ctx context.Context, ids []string) ([]*Order, error) {

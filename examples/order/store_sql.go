@@ -445,36 +445,23 @@ func (s *SQLStore) updateOrderFrom(ctx context.Context, o *Order, fn func(*Order
 
 // updateOrder is UpdateOrder, starting from first (as read) when not nil.
 func (s *SQLStore) updateOrder(ctx context.Context, id string, first *Order, fn func(*Order) bool) (*Order, error) {
-	for tries := 0; tries < 32; tries++ {
-		o := first
-		first = nil
-		if o == nil {
-			var err error
-			if o, err = s.GetOrder(ctx, id); err != nil {
-				return nil, err
-			}
-		}
-		before := o.Version
-		if !fn(o) {
-			return o, nil
-		}
+	return casUpdate(ctx, id, first, s.GetOrder, fn, func(o *Order, before int64, _ Status) (bool, error) {
 		raw, err := encodeOrder(o)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		res, err := s.db.ExecContext(ctx, s.q(`UPDATE {p}orders SET data = ?, status = ?, updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?`),
 			raw, string(o.Status), o.UpdatedAt.UnixMilli(), id, before)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return nil, err
-		} else if n == 1 {
-			o.Version = before + 1
-			return o, nil
+		n, err := res.RowsAffected()
+		if err != nil || n != 1 {
+			return false, err
 		}
-	}
-	return nil, ErrConflict
+		o.Version = before + 1
+		return true, nil
+	})
 }
 
 func (s *SQLStore) listOrders(ctx context.Context, q string, args ...any) ([]*Order, error) {
