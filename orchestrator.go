@@ -483,9 +483,7 @@ func (o *Orchestrator) recoverAuthorize(ctx context.Context, req *PaymentRequest
 		p.Status = StatusUnknown
 		return o.finish(ctx, key, token, p, fmt.Errorf("%w: provider %q is no longer configured", ErrOutcomeUnknown, a.Provider))
 	}
-	res, _, err := o.callProvider(ctx, rp, OpLookup, func(cctx context.Context) (*ProviderPayment, error) {
-		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount, AttemptStartedAt: a.StartedAt})
-	})
+	res, err := o.lookupAttempt(ctx, rp, p, a)
 	switch {
 	case err == nil:
 		p.Attempts[idx].Outcome = OutcomeSucceeded
@@ -891,4 +889,15 @@ func (o *Orchestrator) announceSync(ctx context.Context, p *Payment, before Stat
 	if err := d.enqueue(ctx, ev, p.ID); err != nil {
 		o.log.Warn("paymux: could not announce a synced payment; the subscriber hears of it by webhook or the next change", "payment", p.ID, "err", err)
 	}
+}
+
+// lookupAttempt asks the provider what became of an authorisation attempt
+// whose answer was lost, by reference when known, else by the attempt's
+// provider key and the paymux key.
+func (o *Orchestrator) lookupAttempt(ctx context.Context, rp *registeredProvider, p *Payment, a Attempt) (*ProviderPayment, error) {
+	res, _, err := o.callProvider(ctx, rp, OpLookup, func(cctx context.Context) (*ProviderPayment, error) {
+		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey,
+			PaymentKey: p.IdempotencyKey, Amount: p.Amount, AttemptStartedAt: a.StartedAt})
+	})
+	return res, err
 }

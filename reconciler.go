@@ -171,9 +171,7 @@ func (r *Reconciler) resolveClaim(ctx context.Context, rec *IdempotencyRecord) e
 		_, err := o.finish(ctx, rec.Key, cr.token, p, nil)
 		return err
 	}
-	res, _, lerr := o.callProvider(ctx, rp, OpLookup, func(cctx context.Context) (*ProviderPayment, error) {
-		return rp.p.Lookup(cctx, &LookupRequest{PaymentID: p.ID, Reference: p.ProviderRef, ProviderKey: a.ProviderKey, PaymentKey: p.IdempotencyKey, Amount: p.Amount, AttemptStartedAt: a.StartedAt})
-	})
+	res, lerr := o.lookupAttempt(ctx, rp, p, a)
 	switch {
 	case lerr == nil:
 		p.Attempts[idx].Outcome = OutcomeSucceeded
