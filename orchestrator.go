@@ -175,11 +175,12 @@ func (o *Orchestrator) Provider(name string) (Provider, bool) {
 
 // ProviderNames returns the registered provider names, sorted.
 func (o *Orchestrator) ProviderNames() []string {
-	m := make(map[string]Provider, len(o.providers))
-	for n, rp := range o.providers {
-		m[n] = rp.p
+	names := make([]string, 0, len(o.providers))
+	for n := range o.providers {
+		names = append(names, n)
 	}
-	return sortedProviderNames(m)
+	slices.Sort(names)
+	return names
 }
 
 // BreakerState returns the state of the provider's circuit breaker:

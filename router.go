@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -386,14 +385,4 @@ func (cr *compiledRule) matchesRest(req *PaymentRequest) bool {
 		}
 	}
 	return true
-}
-
-// sortedProviderNames is used in error messages and admin views.
-func sortedProviderNames(m map[string]Provider) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
