@@ -282,15 +282,9 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 		scope += c.Value
 	}
 	orderID := "ord_" + shortHash(scope+"\x00"+idem)
-	if existing, err := s.cfg.Store.GetOrder(r.Context(), orderID); err == nil {
-		if existing.Status == StatusQueued {
-			// A retry of a checkout whose publish may have been lost: publish
-			// again. Paying is idempotent by order id, so a duplicate is free.
-			_ = s.cfg.Queue.Publish(context.WithoutCancel(r.Context()), orderID)
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"order": existing})
-		return
-	}
+	// A retry or a double-click of an order that exists is answered by
+	// PlaceOrder below, which returns it without taking stock; there is no
+	// read first, as most checkouts are new.
 	if len(cart.Items) == 0 {
 		// A signed-in double-click: the other click may have created the
 		// order and cleared the saved cart between our two reads.
@@ -329,6 +323,12 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if now.Before(p.SaleStart) || (!p.SaleEnd.IsZero() && !now.Before(p.SaleEnd)) {
+			// The retry of a checkout placed before the sale closed gets
+			// its order, not a refusal.
+			if existing, err := s.cfg.Store.GetOrder(r.Context(), orderID); err == nil {
+				writeJSON(w, http.StatusOK, map[string]any{"order": existing})
+				return
+			}
 			writeError(w, http.StatusConflict, "the sale for "+p.Name+" is not open")
 			return
 		}
@@ -345,15 +345,6 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
 	until := now.Add(s.cfg.ReservationTTL)
-	if err := s.cfg.Store.Reserve(cctx, orderID, items, until); err != nil {
-		if errors.Is(err, ErrSoldOut) {
-			writeError(w, http.StatusConflict, "sold out")
-			return
-		}
-		s.cfg.Logger.Error("order: reserve failed", "order", orderID, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "try again")
-		return
-	}
 	o := &Order{
 		ID: orderID, Items: items, Amount: paymux.NewMoney(total, cur), Country: country, Campaign: campaign,
 		Method: in.PaymentMethod, MethodType: in.PaymentMethod.Type, Status: StatusQueued,
@@ -366,25 +357,32 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	if who != nil {
 		o.UserID, o.Email = who.UserID, who.Email
 	}
-	stored, created, err := s.cfg.Store.CreateOrder(cctx, o)
+	stored, created, err := s.cfg.Store.PlaceOrder(cctx, o, until)
+	if errors.Is(err, ErrSoldOut) {
+		writeError(w, http.StatusConflict, "sold out")
+		return
+	}
 	if err != nil {
-		// The reservation is keyed by the order id: a retry reuses it, and
-		// the expiry sweep returns it if nobody comes back.
+		// Both or neither: a retry with the same key places it again.
+		s.cfg.Logger.Error("order: placing failed", "order", orderID, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}
 	// Publish whenever the order is still queued, not only when this request
 	// created it: two racing requests for one order must not each assume the
-	// other published. Paying is idempotent by order id.
+	// other published, and a retry may follow a lost publish. Paying is
+	// idempotent by order id.
 	if stored.Status == StatusQueued {
 		if err := s.cfg.Queue.Publish(cctx, orderID); err != nil {
 			// Still queued in the store: the recovery sweep publishes it.
 			s.cfg.Logger.Warn("order: publish failed; recovery will pick it up", "order", orderID, "err", err)
 		}
 	}
-	if created {
-		_ = s.cfg.Sessions.ClearCart(w, r, who)
+	if !created {
+		writeJSON(w, http.StatusOK, map[string]any{"order": stored})
+		return
 	}
+	_ = s.cfg.Sessions.ClearCart(w, r, who)
 	writeJSON(w, http.StatusAccepted, map[string]any{"order": stored})
 }
 
@@ -393,8 +391,41 @@ func shortHash(s string) string {
 	return hex.EncodeToString(sum[:12])
 }
 
+// maxOrderWait bounds a long poll, below common proxy idle time-outs.
+const maxOrderWait = 25 * time.Second
+
+// handleOrder answers GET /api/orders/{id}. With ?wait=<duration> (at most
+// 25s) it is a long poll: it answers as soon as the order's status differs
+// from ?after=<status> (default: the status it has now), or when the wait
+// ends, so a client follows an order with one request per status change
+// instead of a poll loop.
 func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
-	o, err := s.cfg.Store.GetOrder(r.Context(), r.PathValue("id"))
+	id := r.PathValue("id")
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			writeError(w, http.StatusBadRequest, "wait must be a duration such as 20s")
+			return
+		}
+		wait = min(d, maxOrderWait)
+	}
+	var updates chan *Order
+	if wait > 0 {
+		// Subscribe before reading, so that a change between the read and
+		// the wait is not missed.
+		ch, unsubscribe := s.broker.subscribe(id)
+		defer unsubscribe()
+		updates = ch
+	}
+	o, err := s.cfg.Store.GetOrder(r.Context(), id)
+	if err == nil && wait > 0 {
+		after := Status(r.URL.Query().Get("after"))
+		if after == "" {
+			after = o.Status
+		}
+		o = s.awaitChange(r.Context(), id, o, after, wait, updates)
+	}
 	if errors.Is(err, ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no such order")
 		return
@@ -404,6 +435,38 @@ func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"order": o})
+}
+
+// awaitChange waits until the order's status is not after, for at most
+// wait, and returns the order as last seen. Changes made in this process
+// arrive on updates; a read every second catches those of other instances.
+func (s *Service) awaitChange(ctx context.Context, id string, o *Order, after Status, wait time.Duration, updates chan *Order) *Order {
+	if o.Status != after || o.Status.Final() {
+		return o
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return o
+		case <-timer.C:
+			return o
+		case u := <-updates:
+			if u.Version >= o.Version {
+				o = u
+			}
+		case <-tick.C:
+			if cur, err := s.cfg.Store.GetOrder(ctx, id); err == nil {
+				o = cur
+			}
+		}
+		if o.Status != after {
+			return o
+		}
+	}
 }
 
 func (s *Service) handleHistory(w http.ResponseWriter, r *http.Request) {
@@ -510,7 +573,7 @@ func (s *Service) handleFulfil(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOfPaymentError(err), "capture failed: "+err.Error())
 		return
 	}
-	o, err = s.applyPayment(r.Context(), o.ID, p)
+	o, err = s.applyPayment(r.Context(), o.ID, p, nil)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "captured; the order will catch up")
 		return
@@ -554,7 +617,7 @@ func (s *Service) handleRefund(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOfPaymentError(err), "refund failed: "+err.Error())
 		return
 	}
-	o, err = s.applyPayment(r.Context(), o.ID, p)
+	o, err = s.applyPayment(r.Context(), o.ID, p, nil)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "refunded; the order will catch up")
 		return

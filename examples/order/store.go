@@ -152,6 +152,11 @@ type Store interface {
 	// CreateOrder inserts o unless an order with its id exists, in which case
 	// it returns that one and created = false.
 	CreateOrder(ctx context.Context, o *Order) (stored *Order, created bool, err error)
+	// PlaceOrder is checkout's one store step: unless an order with o's id
+	// exists, it reserves o.Items for o until the given time and creates o,
+	// both or neither. An existing order is returned with created = false
+	// and nothing is taken; ErrSoldOut means no order and no stock taken.
+	PlaceOrder(ctx context.Context, o *Order, until time.Time) (stored *Order, created bool, err error)
 	GetOrder(ctx context.Context, id string) (*Order, error)
 	// UpdateOrder applies fn to the current order and saves it with
 	// compare-and-set, retrying on conflicts; fn returns false to change
@@ -171,6 +176,15 @@ type Store interface {
 // with. The order must be as read (its Version is the one compared).
 type orderUpdaterFrom interface {
 	updateOrderFrom(ctx context.Context, o *Order, fn func(*Order) bool) (*Order, error)
+}
+
+// commitSaver is a Store that can commit an order's reservation and save the
+// order's new state in one step, so a paid order costs one write instead of
+// two. next is the order as it should be saved; before and old are the
+// version and status it was read at. ErrConflict: the order moved since (nothing changed); ErrNotFound:
+// its reservation is not held or committed (nothing changed).
+type commitSaver interface {
+	commitAndSave(ctx context.Context, next *Order, before int64, old Status) error
 }
 
 // updateOrderFrom updates o's order with fn, starting from o when st can.

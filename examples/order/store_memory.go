@@ -67,6 +67,10 @@ func (m *MemoryStore) Product(_ context.Context, id string) (Product, error) {
 func (m *MemoryStore) Reserve(_ context.Context, orderID string, items []Item, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.reserveLocked(orderID, items, until)
+}
+
+func (m *MemoryStore) reserveLocked(orderID string, items []Item, until time.Time) error {
 	if _, ok := m.res[orderID]; ok {
 		return nil
 	}
@@ -102,6 +106,10 @@ func (m *MemoryStore) Release(_ context.Context, orderID string) error {
 func (m *MemoryStore) Commit(_ context.Context, orderID string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.commitLocked(orderID)
+}
+
+func (m *MemoryStore) commitLocked(orderID string) error {
 	r, ok := m.res[orderID]
 	if !ok || r.released {
 		return ErrNotFound
@@ -140,6 +148,42 @@ func cloneOrder(o *storedOrder) *Order {
 func (m *MemoryStore) CreateOrder(_ context.Context, o *Order) (*Order, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.createLocked(o)
+}
+
+func (m *MemoryStore) PlaceOrder(_ context.Context, o *Order, until time.Time) (*Order, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.orders[o.ID]; ok {
+		return cloneOrder(cur), false, nil
+	}
+	if err := m.reserveLocked(o.ID, o.Items, until); err != nil {
+		return nil, false, err
+	}
+	return m.createLocked(o)
+}
+
+func (m *MemoryStore) commitAndSave(_ context.Context, next *Order, before int64, _ Status) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	so, ok := m.orders[next.ID]
+	if !ok {
+		return ErrNotFound
+	}
+	if so.Version != before {
+		return ErrConflict
+	}
+	if err := m.commitLocked(next.ID); err != nil {
+		return err
+	}
+	saved := &storedOrder{Order: *next, Token: next.Method.Token}
+	saved.Items = append([]Item(nil), next.Items...)
+	saved.Version = before + 1
+	m.orders[next.ID] = saved
+	return nil
+}
+
+func (m *MemoryStore) createLocked(o *Order) (*Order, bool, error) {
 	if cur, ok := m.orders[o.ID]; ok {
 		return cloneOrder(cur), false, nil
 	}

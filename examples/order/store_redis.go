@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -188,6 +189,18 @@ redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
 return 1
 `)
 
+// casIndexScript is casScript plus the order's index entries (one node
+// only). KEYS order, old status index, new status index, user index; ARGV
+// expected version, data, order id, updated score, created score, has user.
+var casIndexScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', tonumber(ARGV[1]) + 1)
+if KEYS[2] ~= KEYS[3] then redis.call('ZREM', KEYS[2], ARGV[3]) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3]) end
+return 1
+`)
+
 func (s *RedisStore) index(ctx context.Context, o *Order, old Status) {
 	// Indexes are best effort: they serve listings, never money decisions.
 	_, _ = s.rdb.Pipelined(ctx, func(pl redis.Pipeliner) error {
@@ -249,6 +262,144 @@ func (s *RedisStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, e
 	return cur, false, err
 }
 
+// cluster reports whether keys of different hash tags live on different
+// nodes: then no script may touch both an order's keys and the inventory's,
+// and the one-script paths below fall back to one script per slot.
+func (s *RedisStore) cluster() bool {
+	_, ok := s.rdb.(*redis.ClusterClient)
+	return ok
+}
+
+// placeScript is checkout in one round trip (one node only): return the
+// existing order, or reserve and create it with its index entries. KEYS
+// stock, res, held, products, order, status index, user index; ARGV order
+// id, until, data, created score, updated score, has user, then (product,
+// qty) pairs. Returns the order's {data, version} if it exists, 1 placed,
+// 0 sold out, -1 unknown product.
+var placeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[5]) == 1 then return redis.call('HMGET', KEYS[5], 'data', 'version') end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  for i = 7, #ARGV, 2 do
+    if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then return -1 end
+    local have = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+    if have < tonumber(ARGV[i+1]) then return 0 end
+  end
+  for i = 7, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i+1]))
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1])
+  end
+  redis.call('HSET', KEYS[2], '_state', 'held')
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+end
+redis.call('HSET', KEYS[5], 'data', ARGV[3], 'version', 1)
+redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[7], ARGV[4], ARGV[1]) end
+return 1
+`)
+
+func (s *RedisStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*Order, bool, error) {
+	if s.cluster() {
+		// The reservation script cannot see the order's slot: reserve, then
+		// create. A retry of an existing order finds its reservation (kept,
+		// with its end state, after commit or release) and takes nothing.
+		if err := s.Reserve(ctx, o.ID, o.Items, until); err != nil {
+			return nil, false, err
+		}
+		return s.CreateOrder(ctx, o)
+	}
+	raw, err := encodeOrder(o)
+	if err != nil {
+		return nil, false, err
+	}
+	hasUser := "0"
+	if o.UserID != "" {
+		hasUser = "1"
+	}
+	args := make([]any, 0, 6+2*len(o.Items))
+	args = append(args, o.ID, until.UnixMilli(), raw, o.CreatedAt.UnixMilli(), o.UpdatedAt.UnixMilli(), hasUser)
+	for _, it := range o.Items {
+		args = append(args, it.ProductID, it.Quantity)
+	}
+	keys := []string{s.stockKey(), s.resKey(o.ID), s.heldKey(), s.productsKey(), s.orderKey(o.ID), s.statusKey(o.Status), s.userKey(o.UserID)}
+	res, err := placeScript.Run(ctx, s.rdb, keys, args...).Result()
+	if err != nil {
+		return nil, false, err
+	}
+	switch v := res.(type) {
+	case []any:
+		data, _ := v[0].(string)
+		vs, _ := v[1].(string)
+		ver, _ := strconv.ParseInt(vs, 10, 64)
+		cur, err := decodeOrder(data, ver)
+		return cur, false, err
+	case int64:
+		switch {
+		case v == 0:
+			return nil, false, ErrSoldOut
+		case v < 0:
+			return nil, false, ErrNotFound
+		}
+		cur := *o
+		cur.Version = 1
+		return &cur, true, nil
+	}
+	return nil, false, fmt.Errorf("order: unexpected reply %T from the place script", res)
+}
+
+// commitSaveScript commits an order's reservation and saves the order with
+// compare-and-set and its index entries, in one round trip (one node only).
+// KEYS res, sold, held, order, old status index, new status index, user
+// index; ARGV order id, expected version, data, updated score, created
+// score, has user. Returns 1 done, -2 version moved, -1 no reservation to
+// commit.
+var commitSaveScript = redis.NewScript(`
+if redis.call('HGET', KEYS[4], 'version') ~= ARGV[2] then return -2 end
+local st = redis.call('HGET', KEYS[1], '_state')
+if st ~= 'committed' then
+  if st ~= 'held' then return -1 end
+  local f = redis.call('HGETALL', KEYS[1])
+  for i = 1, #f, 2 do
+    if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
+  end
+  redis.call('HSET', KEYS[1], '_state', 'committed')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+redis.call('HSET', KEYS[4], 'data', ARGV[3], 'version', tonumber(ARGV[2]) + 1)
+if KEYS[5] ~= KEYS[6] then redis.call('ZREM', KEYS[5], ARGV[1]) end
+redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
+if ARGV[6] == '1' then redis.call('ZADD', KEYS[7], ARGV[5], ARGV[1]) end
+return 1
+`)
+
+// errStepByStep tells the caller to settle with separate calls.
+var errStepByStep = errors.New("order: this store settles step by step")
+
+func (s *RedisStore) commitAndSave(ctx context.Context, next *Order, before int64, old Status) error {
+	if s.cluster() {
+		return errStepByStep
+	}
+	raw, err := encodeOrder(next)
+	if err != nil {
+		return err
+	}
+	hasUser := "0"
+	if next.UserID != "" {
+		hasUser = "1"
+	}
+	keys := []string{s.resKey(next.ID), s.soldKey(), s.heldKey(), s.orderKey(next.ID), s.statusKey(old), s.statusKey(next.Status), s.userKey(next.UserID)}
+	n, err := commitSaveScript.Run(ctx, s.rdb, keys, next.ID, strconv.FormatInt(before, 10), raw,
+		next.UpdatedAt.UnixMilli(), next.CreatedAt.UnixMilli(), hasUser).Int()
+	switch {
+	case err != nil:
+		return err
+	case n == -2:
+		return ErrConflict
+	case n == -1:
+		return ErrNotFound
+	}
+	return nil
+}
+
 func (s *RedisStore) GetOrder(ctx context.Context, id string) (*Order, error) {
 	vals, err := s.rdb.HMGet(ctx, s.orderKey(id), "data", "version").Result()
 	if err != nil {
@@ -277,6 +428,20 @@ func (s *RedisStore) updateOrder(ctx context.Context, id string, first *Order, f
 		raw, err := encodeOrder(o)
 		if err != nil {
 			return false, err
+		}
+		if !s.cluster() {
+			// One node: the save and its index entries in one script.
+			hasUser := "0"
+			if o.UserID != "" {
+				hasUser = "1"
+			}
+			n, err := casIndexScript.Run(ctx, s.rdb, []string{s.orderKey(id), s.statusKey(old), s.statusKey(o.Status), s.userKey(o.UserID)},
+				strconv.FormatInt(before, 10), raw, id, o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), hasUser).Int()
+			if err != nil || n != 1 {
+				return false, err
+			}
+			o.Version = before + 1
+			return true, nil
 		}
 		n, err := casScript.Run(ctx, s.rdb, []string{s.orderKey(id)}, strconv.FormatInt(before, 10), raw).Int()
 		if err != nil || n != 1 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/paymux/paymux/examples/internal/sqlutil"
@@ -18,9 +19,10 @@ import (
 // UPDATE ... SET stock = stock - n WHERE id = ? AND stock >= n, so two
 // buyers can never both take the last unit.
 type SQLStore struct {
-	db     *sql.DB
-	d      sqlutil.Dialect
-	prefix string
+	db      *sql.DB
+	d       sqlutil.Dialect
+	prefix  string
+	buckets sync.Map // product id -> stock buckets (int); set at seeding, never changed
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -170,7 +172,18 @@ func (s *SQLStore) Product(ctx context.Context, id string) (Product, error) {
 	return scanProduct(raw, stock)
 }
 
+// tx runs fn in a transaction, again (up to 5 times) when the database rolled
+// it back to break a deadlock: fn must start from scratch each time.
 func (s *SQLStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tx1(ctx, fn)
+		if err == nil || attempt == 5 || !sqlutil.Retryable(err) {
+			return err
+		}
+	}
+}
+
+func (s *SQLStore) tx1(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -234,12 +247,17 @@ func (s *SQLStore) Reserve(ctx context.Context, orderID string, items []Item, un
 // protection. Sold out rolls the transaction back, returning what was taken.
 func (s *SQLStore) take(ctx context.Context, tx *sql.Tx, orderID string, it Item) ([]take, error) {
 	var nb int
-	err := tx.QueryRowContext(ctx, s.q(`SELECT buckets FROM {p}products WHERE id = ?`), it.ProductID).Scan(&nb)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
+	if v, ok := s.buckets.Load(it.ProductID); ok {
+		nb = v.(int) // a product's bucket count never changes: no read per checkout
+	} else {
+		err := tx.QueryRowContext(ctx, s.q(`SELECT buckets FROM {p}products WHERE id = ?`), it.ProductID).Scan(&nb)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.buckets.Store(it.ProductID, nb)
 	}
 	dec := func(b, q int) (bool, error) {
 		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}stock SET stock = stock - ? WHERE product_id = ? AND bucket = ? AND stock >= ?`), q, it.ProductID, b, q)
@@ -420,6 +438,119 @@ func (s *SQLStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, err
 	}
 	cur, err := s.GetOrder(ctx, o.ID)
 	return cur, false, err
+}
+
+// PlaceOrder inserts the order, takes its stock and records the reservation
+// in one transaction: one commit per checkout instead of two, and no read
+// first.
+func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*Order, bool, error) {
+	raw, err := encodeOrder(o)
+	if err != nil {
+		return nil, false, err
+	}
+	pre, suf := s.d.InsertIgnore()
+	var exists, remnant bool
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		exists, remnant = false, false
+		res, err := tx.ExecContext(ctx, s.q(pre+` {p}orders (id, user_id, status, updated_ms, created_ms, version, data) VALUES (?, ?, ?, ?, ?, 1, ?)`+suf),
+			o.ID, o.UserID, string(o.Status), o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), raw)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			exists = true
+			return errRollback
+		}
+		sorted := append([]Item(nil), o.Items...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].ProductID < sorted[j].ProductID })
+		hs := make([]held, 0, len(sorted))
+		for _, it := range sorted {
+			takes, err := s.take(ctx, tx, o.ID, it)
+			if err != nil {
+				return err // rolls back the order and every take
+			}
+			hs = append(hs, held{Item: it, Takes: takes})
+		}
+		items, err := json.Marshal(hs)
+		if err != nil {
+			return err
+		}
+		res, err = tx.ExecContext(ctx, s.q(pre+` {p}reservations (order_id, items, until_ms, state) VALUES (?, ?, ?, 'held')`+suf), o.ID, string(items), until.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			remnant = true // reserved earlier without its order: keep that one, take nothing twice
+			return errRollback
+		}
+		return nil
+	})
+	switch {
+	case exists:
+		cur, err := s.GetOrder(ctx, o.ID)
+		return cur, false, err
+	case remnant:
+		if err := s.Reserve(ctx, o.ID, o.Items, until); err != nil {
+			return nil, false, err
+		}
+		return s.CreateOrder(ctx, o)
+	case err != nil:
+		return nil, false, err
+	}
+	cur := *o
+	cur.Version = 1
+	return &cur, true, nil
+}
+
+// errRollback ends a transaction that found its work done already.
+var errRollback = errors.New("order: nothing to do")
+
+// commitAndSave commits the order's reservation and saves the order in one
+// transaction: one commit for a paid order instead of two.
+func (s *SQLStore) commitAndSave(ctx context.Context, next *Order, before int64, _ Status) error {
+	raw, err := encodeOrder(next)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}orders SET data = ?, status = ?, updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?`),
+			raw, string(next.Status), next.UpdatedAt.UnixMilli(), next.ID, before)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			return ErrConflict
+		}
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET state = 'committed' WHERE order_id = ? AND state = 'held'`), next.ID)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			var state string
+			err := tx.QueryRowContext(ctx, s.q(`SELECT state FROM {p}reservations WHERE order_id = ?`), next.ID).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) || err == nil && state != "committed" {
+				return ErrNotFound
+			}
+			return err // committed already (nil): only the order's save was left
+		}
+		pre, suf := s.d.InsertIgnore()
+		for _, it := range next.Items {
+			if _, err := tx.ExecContext(ctx, s.q(pre+` {p}sales (order_id, product_id, qty) VALUES (?, ?, ?)`+suf), next.ID, it.ProductID, it.Quantity); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *SQLStore) GetOrder(ctx context.Context, id string) (*Order, error) {

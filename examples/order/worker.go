@@ -57,7 +57,7 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 	}
 	p, err := s.cfg.Orchestrator.Authorize(ctx, req)
 	if p != nil {
-		if _, aerr := s.applyPayment(ctx, o.ID, p); aerr != nil {
+		if _, aerr := s.applyPayment(ctx, o.ID, p, o); aerr != nil {
 			return fmt.Errorf("%w: %v", errRetry, aerr)
 		}
 		done()
@@ -124,8 +124,9 @@ func orderStatusOf(p *paymux.Payment) Status {
 // applyPayment moves an order to match its payment, forward only, and
 // settles its stock: a paid order's reservation is committed, a failed one's
 // released. Worker results and webhooks both come through here, in any
-// order.
-func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Payment) (*Order, error) {
+// order. read, when not nil, is the order as the caller just read it (its
+// version is compared when saving), which saves a read.
+func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Payment, read *Order) (*Order, error) {
 	// The status change and the stock settlement below are two writes. A
 	// caller's cancellation (the dispatcher stopping at shutdown) between
 	// them would leave a paid order's stock held rather than sold until the
@@ -165,9 +166,12 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	}
 	// The worker's result and the provider's webhook both report the same
 	// payment: whichever comes second changes nothing, and costs one read.
-	o, err := s.cfg.Store.GetOrder(ctx, orderID)
-	if err != nil {
-		return nil, err
+	o := read
+	if o == nil {
+		var err error
+		if o, err = s.cfg.Store.GetOrder(ctx, orderID); err != nil {
+			return nil, err
+		}
 	}
 	probe := *o
 	changed, moved := move(&probe)
@@ -183,15 +187,36 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 		return o, nil
 	}
 	if moved && soldStatus(probe.Status) {
-		// Stock is committed before the order says paid, so a paid order's
-		// stock is always sold, whatever stops this call after the commit;
-		// the retry commits again (idempotent). Calls that find the order
-		// paid already therefore have nothing to settle.
+		// Stock is committed before or with the order saying paid, so a
+		// paid order's stock is always sold, whatever stops this call after
+		// the commit; the retry commits again (idempotent). Calls that find
+		// the order paid already therefore have nothing to settle.
+		if cs, ok := s.cfg.Store.(commitSaver); ok {
+			// Both in one step, the usual case. A conflict (the order moved
+			// since it was read), a reservation that is not held, or a store
+			// that cannot do both at once goes the step-by-step way below.
+			err := cs.commitAndSave(ctx, &probe, o.Version, o.Status)
+			if err == nil {
+				probe.Version = o.Version + 1
+				s.broker.publish(&probe)
+				return &probe, nil
+			}
+			if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errStepByStep) {
+				return nil, err
+			}
+		}
+		if read != nil {
+			// The caller's copy may be stale (another instance expired the
+			// order meanwhile): decide again on a fresh read before any
+			// stock moves.
+			return s.applyPayment(ctx, orderID, p, nil)
+		}
 		if err := s.settleStock(ctx, &probe, p); err != nil {
 			return nil, err
 		}
 	}
 	moved = false
+	var err error
 	o, err = updateOrderFrom(ctx, s.cfg.Store, o, func(o *Order) bool {
 		c, m := move(o) // runs again on a compare-and-set conflict
 		moved = m
@@ -267,7 +292,7 @@ func (s *Service) OnPaymentEvent(ctx context.Context, ev paymux.Event, p *paymux
 	if p == nil {
 		return nil // a payment this shop never made
 	}
-	_, err := s.applyPayment(ctx, p.IdempotencyKey, p)
+	_, err := s.applyPayment(ctx, p.IdempotencyKey, p, nil)
 	if errors.Is(err, ErrNotFound) {
 		return nil // not an order of this shop
 	}
@@ -352,7 +377,7 @@ func (s *Service) expireReservations(ctx context.Context) {
 			// then return the stock.
 			if o.PaymentID != "" {
 				if p, err := s.cfg.Orchestrator.Void(ctx, o.PaymentID, paymux.VoidParams{Key: "expire-" + id}); err == nil {
-					_, _ = s.applyPayment(ctx, id, p)
+					_, _ = s.applyPayment(ctx, id, p, nil)
 				}
 			}
 		case StatusPaid, StatusCaptured, StatusRefunded:
@@ -418,6 +443,6 @@ func (s *Service) settlePending(ctx context.Context) {
 		if err != nil || orderStatusOf(p) == StatusPaymentPending {
 			continue
 		}
-		_, _ = s.applyPayment(ctx, o.ID, p)
+		_, _ = s.applyPayment(ctx, o.ID, p, o)
 	}
 }

@@ -357,21 +357,33 @@ func (a *App) Start(ctx context.Context) {
 	go func() { defer a.wg.Done(); _ = a.reconciler.Run(ctx, 5*time.Second) }()
 }
 
+// DrainEvents waits until every webhook the sims sent so far was ingested
+// (or given up), then delivers the events that are due to the order service.
+func (a *App) DrainEvents(ctx context.Context) error {
+	for _, d := range a.Deliverers {
+		if err := d.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	// One last pass so events applied during the drain reach the orders.
+	for i := 0; i < 100; i++ {
+		n, err := a.dispatcher.DispatchDue(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return nil
+}
+
 // Shutdown finishes in-flight and queued payments, delivers pending events,
 // and closes the stores. Call it after the HTTP server stopped taking
 // requests.
 func (a *App) Shutdown(ctx context.Context) error {
 	err := a.Orders.Shutdown(ctx)
-	for _, d := range a.Deliverers {
-		_ = d.Flush(ctx)
-	}
-	// One last pass so events applied during the drain reach the orders.
-	for i := 0; i < 100; i++ {
-		n, derr := a.dispatcher.DispatchDue(ctx)
-		if derr != nil || n == 0 {
-			break
-		}
-	}
+	_ = a.DrainEvents(ctx)
 	if a.cancel != nil {
 		a.cancel()
 	}

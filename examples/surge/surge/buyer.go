@@ -2,6 +2,7 @@ package surge
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -343,29 +344,35 @@ func (r *runner) buyOnce(ctx context.Context, s buyerSpec) result {
 	return res
 }
 
-// poll follows an order with GET /api/orders/{id}, backing off from 25 ms
-// to 500 ms, until it is final for the buyer or the deadline.
+// poll follows an order with long polls of GET /api/orders/{id}?wait=,
+// each answered when the status changes, until it is final for the buyer
+// or the deadline; after an error it backs off from 25 ms to 500 ms.
 func (r *runner) poll(ctx context.Context, c *http.Client, st orderView, res *result) (orderView, error) {
-	u := r.base.String() + "/api/orders/" + url.PathEscape(st.ID)
+	u := r.base.String() + "/api/orders/" + url.PathEscape(st.ID) + "?wait=10s&after="
 	var lastErr error
-	for n := 0; ; n++ {
-		if err := backoff(ctx, n, 25*time.Millisecond, 500*time.Millisecond); err != nil {
-			if lastErr != nil {
-				return st, lastErr
+	pause := false // after an error, or an answer without news (a shop that does not long-poll)
+	for n := 0; ; {
+		if pause {
+			if err := backoff(ctx, n, 25*time.Millisecond, 500*time.Millisecond); err != nil {
+				return st, cmp.Or(lastErr, err)
 			}
-			return st, err
+			n++
+		}
+		if err := ctx.Err(); err != nil {
+			return st, cmp.Or(lastErr, err)
 		}
 		var out checkoutAnswer
-		_, err := getJSON(ctx, c, u, &out)
+		_, err := getJSON(ctx, c, u+url.QueryEscape(st.Status), &out)
 		var he *httpError
 		switch {
 		case errors.As(err, &he) && he.status == http.StatusNotFound:
 			return st, fmt.Errorf("order %s vanished after checkout answered %s", st.ID, st.Status)
 		case err != nil:
-			lastErr = err
+			lastErr, pause = err, true
 			res.retries++
 			continue
 		}
+		lastErr, pause = nil, out.Order.Status == st.Status
 		st = out.Order
 		if buyerFinal(st.Status) {
 			return st, nil

@@ -41,6 +41,10 @@ type Report struct {
 	InProcess bool
 	Setup     time.Duration // seeding and signing in, before the drop
 	Wall      time.Duration // from the drop's opening to the last buyer's final status (lost orders aside)
+	// EventsDrained is from the drop's opening until every webhook the
+	// providers sent was ingested and its event delivered to the order
+	// service (in-process runs only; the buyers never wait for it).
+	EventsDrained time.Duration
 	// Ordered counts buyers whose checkout answered 2xx; OrdersPerSec is
 	// Ordered / Wall.
 	Ordered      int
@@ -175,6 +179,10 @@ func (rep *Report) WriteText(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "setup (seed + sign in %d accounts): %s\n", rep.SignedIn, rep.Setup.Round(time.Millisecond))
 	fmt.Fprintf(w, "drop: %s wall, %d orders placed, %.0f orders/s\n", rep.Wall.Round(time.Millisecond), rep.Ordered, rep.OrdersPerSec)
+	if rep.EventsDrained > 0 {
+		fmt.Fprintf(w, "webhooks: all ingested and delivered %s after the drop opened (%s after the last buyer)\n",
+			rep.EventsDrained.Round(time.Millisecond), max(0, rep.EventsDrained-rep.Wall).Round(time.Millisecond))
+	}
 	fmt.Fprintf(w, "%-12s %8s %10s %10s %10s %10s\n", "step", "n", "p50", "p95", "p99", "max")
 	for _, s := range []struct {
 		name string

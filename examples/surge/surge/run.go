@@ -202,8 +202,15 @@ launch:
 		return rep, ctx.Err()
 	}
 
-	// Verify against the shop's own books.
+	// Verify against the shop's own books, once every webhook sent during
+	// the drop reached them.
 	if r.t.app != nil {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		if err := r.t.app.DrainEvents(dctx); err != nil {
+			rep.Errors["draining webhooks: "+err.Error()]++
+		}
+		cancel()
+		rep.EventsDrained = time.Since(open)
 		r.verify(ctx, rep, results)
 		if err := stop(); err != nil {
 			rep.Errors["shutdown: "+err.Error()]++
