@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,6 +44,8 @@ import (
 //	MySQLDSN       root@tcp(127.0.0.1:3306)/test
 //	NATSURL        "": the in-process payment queue
 //	Prefix         "": tables "shop_", "paymux_"; keys "shop:", "paymux" (tests set their own)
+//	PurgeOnShutdown false: keep the data (true deletes every table and key
+//	               under Prefix at Shutdown: for load runs on a shared server)
 //	Dev            false: cookies are Secure (true relaxes that for plain-HTTP localhost)
 //	SigningKey     random per process (sessions do not survive a restart)
 //	AdminToken     random per process, printed by the shop binary
@@ -62,20 +65,22 @@ type Config struct {
 	MySQLDSN    string
 	NATSURL     string
 	Prefix      string
-	Dev         bool
-	SigningKey  paymux.Secret
-	AdminToken  paymux.Secret
-	Providers   []paymux.Provider
-	Routes      []paymux.Rule
-	Workers     int
-	SimLatency  time.Duration
-	Products    []order.Product
-	Users       []session.SeedUser
-	BcryptCost  int
-	LoginRate   rate.Limit
-	LoginBurst  int
-	TrustProxy  bool
-	Logger      *slog.Logger
+	// PurgeOnShutdown deletes every table and key under Prefix at Shutdown.
+	PurgeOnShutdown bool
+	Dev             bool
+	SigningKey      paymux.Secret
+	AdminToken      paymux.Secret
+	Providers       []paymux.Provider
+	Routes          []paymux.Rule
+	Workers         int
+	SimLatency      time.Duration
+	Products        []order.Product
+	Users           []session.SeedUser
+	BcryptCost      int
+	LoginRate       rate.Limit
+	LoginBurst      int
+	TrustProxy      bool
+	Logger          *slog.Logger
 }
 
 // App is the running platform.
@@ -97,6 +102,7 @@ type App struct {
 	reconciler *paymux.Reconciler
 	queue      order.Queue
 	closers    []func() error
+	purge      func(context.Context) error // deletes what this app stored (nil: memory)
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 	log        *slog.Logger
@@ -298,6 +304,7 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 		opt.PoolSize = 128
 		rdb := redis.NewClient(opt)
 		a.closers = append(a.closers, rdb.Close)
+		a.purge = purgeRedis(rdb, cfg.Prefix)
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return nil, nil, nil, fmt.Errorf("redis: %w", err)
 		}
@@ -324,6 +331,7 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 			return nil, nil, nil, err
 		}
 		a.closers = append(a.closers, db.Close)
+		a.purge = purgeSQL(db, d, cfg.Prefix)
 		if err := db.PingContext(ctx); err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", cfg.Store, err)
 		}
@@ -388,8 +396,89 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.cancel()
 	}
 	a.wg.Wait()
+	if a.cfg.PurgeOnShutdown && a.purge != nil && a.cfg.Prefix != "" {
+		if perr := a.purge(ctx); perr != nil {
+			err = errors.Join(err, fmt.Errorf("purge %s: %w", a.cfg.Prefix, perr))
+		}
+	}
 	a.close()
 	return err
+}
+
+// purgeRedis deletes every key that starts with prefix, or with "{" and
+// prefix (paymux's keys put their prefix in a hash tag).
+func purgeRedis(rdb *redis.Client, prefix string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for _, match := range []string{globEscape(prefix) + "*", globEscape("{"+prefix) + "*"} {
+			iter := rdb.Scan(ctx, 0, match, 5000).Iterator()
+			batch := make([]string, 0, 5000)
+			for iter.Next(ctx) {
+				if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
+					if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+						return err
+					}
+					batch = batch[:0]
+				}
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+			if len(batch) > 0 {
+				if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
+// globEscape quotes the characters SCAN MATCH treats as patterns.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// purgeSQL drops every table whose name starts with prefix.
+func purgeSQL(db *sql.DB, d sqlstore.Dialect, prefix string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		list := map[sqlstore.Dialect]string{
+			sqlstore.Postgres: `SELECT tablename FROM pg_tables WHERE schemaname = current_schema()`,
+			sqlstore.MySQL:    `SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()`,
+			sqlstore.SQLite:   `SELECT name FROM sqlite_master WHERE type = 'table'`,
+		}[d]
+		rows, err := db.QueryContext(ctx, list)
+		if err != nil {
+			return err
+		}
+		var tables []string
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return err
+			}
+			if strings.HasPrefix(name, prefix) {
+				tables = append(tables, name)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, t := range tables {
+			if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 func (a *App) close() {

@@ -60,7 +60,10 @@ func startInProcess(ctx context.Context, cfg *Config, accounts []session.SeedUse
 	t.stock = map[string]int{ProductMain: cfg.Orders, ProductLimited: cfg.LimitedStock}
 	a, err := app.New(ctx, app.Config{
 		Store: cfg.Store, SQLitePath: sqlitePath, RedisURL: cfg.RedisURL, PostgresDSN: cfg.PostgresDSN, MySQLDSN: cfg.MySQLDSN,
-		Prefix: prefix, Dev: true, Workers: cfg.Workers, SimLatency: cfg.SimLatency, Products: products,
+		Prefix: prefix, Dev: true,
+		// A generated prefix is this run's alone: its tables and keys go
+		// when it ends, so repeated runs do not fill a shared server.
+		PurgeOnShutdown: cfg.Prefix == "", Workers: cfg.Workers, SimLatency: cfg.SimLatency, Products: products,
 		Users: []session.SeedUser{}, BcryptCost: cfg.BcryptCost,
 		// Every buyer comes from 127.0.0.1: the per-IP login limit would
 		// throttle the sign-ins, which happen before the drop anyway.
