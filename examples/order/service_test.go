@@ -582,3 +582,57 @@ func TestThreeDSecureThroughSimPage(t *testing.T) {
 		})
 	}
 }
+
+// A long poll (?wait=) answers as soon as the status leaves ?after=, with
+// one request, and a bad wait is refused.
+func TestOrderLongPoll(t *testing.T) {
+	t.Parallel()
+	s := setup(t, app.Config{})
+	b := s.buyer(t, "/")
+	b.add("nova-sneaker", 1)
+	_, r := b.checkout(sim.TokenThreeDS, "k")
+	o := b.waitStatus(r.Order.ID, order.StatusRequiresAction)
+
+	// Nothing changes: the wait ends with the same status.
+	start := time.Now()
+	var same orderReply
+	if st := b.do("GET", "/api/orders/"+o.ID+"?wait=300ms", nil, nil, &same); st != http.StatusOK || same.Order.Status != order.StatusRequiresAction {
+		t.Fatalf("idle long poll: %d %+v", st, same.Order)
+	}
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Fatalf("idle long poll answered after %s, before its wait", waited)
+	}
+
+	// The webhook moves it while the poll waits: the poll answers "paid".
+	got := make(chan orderReply, 1)
+	go func() {
+		var r orderReply
+		b.do("GET", "/api/orders/"+o.ID+"?wait=20s&after=requires_action", nil, nil, &r)
+		got <- r
+	}()
+	time.Sleep(100 * time.Millisecond) // let the poll start waiting
+	p, err := s.app.Orch.GetByKey(context.Background(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sim(p.Provider).CompleteAction(context.Background(), p.ProviderRef); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.Order.Status != order.StatusPaid {
+			t.Fatalf("long poll answered %s, want paid", r.Order.Status)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long poll did not answer when the order was paid")
+	}
+
+	// after= a status the order is not in: answered at once.
+	var now orderReply
+	if st := b.do("GET", "/api/orders/"+o.ID+"?wait=20s&after=queued", nil, nil, &now); st != http.StatusOK || now.Order.Status != order.StatusPaid {
+		t.Fatalf("long poll after another status: %d %+v", st, now.Order)
+	}
+	if st := b.do("GET", "/api/orders/"+o.ID+"?wait=soon", nil, nil, nil); st != http.StatusBadRequest {
+		t.Fatalf("wait=soon: %d, want 400", st)
+	}
+}
