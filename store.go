@@ -187,6 +187,47 @@ type OutboxStore interface {
 	GetDelivery(ctx context.Context, id string) (*Delivery, error)
 }
 
+// Optional store capabilities. A store may implement any of these to save
+// round trips on the webhook path; paymux finds them by type assertion and
+// falls back to the methods of Store when they are missing, so a store that
+// has none keeps working. A wrapper that embeds a Store hides them unless it
+// forwards them too.
+
+// EventCompleter is the optional interface of stores that can finish a
+// webhook event in one round trip: enqueue its delivery and mark it
+// processed together.
+type EventCompleter interface {
+	// CompleteEventWithDelivery inserts d as pending unless an entry with
+	// d.ID exists (as EnqueueDelivery does) and marks the event processed
+	// for ttl (as CompleteEvent does; zero means the store's default).
+	//
+	// The event must never be marked processed while d is not stored: the
+	// provider would then stop redelivering an event whose delivery is
+	// lost. Stores make the two one atomic step, or at the very least store
+	// d first; when an error is returned the caller assumes neither
+	// happened and releases its claim on the event.
+	CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *Delivery) error
+}
+
+// DeliveryCompleter is the optional interface of stores that mark many
+// outbox entries delivered in one round trip.
+type DeliveryCompleter interface {
+	// CompleteDeliveries marks every entry in ids delivered, as
+	// CompleteDelivery does for one. Ids without an entry are skipped (an
+	// entry may have been purged since it was claimed); a nil error means
+	// every entry that exists is marked.
+	CompleteDeliveries(ctx context.Context, ids []string) error
+}
+
+// PaymentsGetter is the optional interface of stores that read many
+// payments in one round trip.
+type PaymentsGetter interface {
+	// GetPayments returns the payments with the given ids, keyed by id.
+	// Ids without a payment are missing from the map; that is not an error.
+	// Every returned payment is the caller's to keep and change.
+	GetPayments(ctx context.Context, ids []string) (map[string]*Payment, error)
+}
+
 // Store defaults.
 const (
 	DefaultIdempotencyTTL = 24 * time.Hour

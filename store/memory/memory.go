@@ -46,7 +46,12 @@ type Store struct {
 	pending    map[string]struct{}
 }
 
-var _ paymux.Store = (*Store)(nil)
+var (
+	_ paymux.Store             = (*Store)(nil)
+	_ paymux.EventCompleter    = (*Store)(nil)
+	_ paymux.DeliveryCompleter = (*Store)(nil)
+	_ paymux.PaymentsGetter    = (*Store)(nil)
+)
 
 type refKey struct{ provider, ref string }
 
@@ -377,6 +382,26 @@ func unsettled(st paymux.Status) bool {
 	return st == paymux.StatusPending || st == paymux.StatusUnknown || st == paymux.StatusRequiresAction
 }
 
+// GetPayments implements paymux.PaymentsGetter under one lock.
+func (s *Store) GetPayments(ctx context.Context, ids []string) (map[string]*paymux.Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	found := make([]*paymux.Payment, 0, len(ids))
+	s.mu.Lock()
+	for _, id := range ids {
+		if p := s.payments[id]; p != nil {
+			found = append(found, p)
+		}
+	}
+	s.mu.Unlock()
+	out := make(map[string]*paymux.Payment, len(found))
+	for _, p := range found {
+		out[p.ID] = p.Clone() // stored payments are immutable
+	}
+	return out, nil
+}
+
 // ListUnsettledPayments implements paymux.PaymentStore.
 func (s *Store) ListUnsettledPayments(ctx context.Context, updatedBefore time.Time, limit int) ([]*paymux.Payment, error) {
 	if err := ctx.Err(); err != nil {
@@ -439,6 +464,26 @@ func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl
 	return nil
 }
 
+// CompleteEventWithDelivery implements paymux.EventCompleter: the enqueue
+// and the completion happen under one lock.
+func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		ttl = paymux.DefaultEventTTL
+	}
+	c := cloneDelivery(d)
+	c.State = paymux.DeliveryPending
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	s.enqueueLocked(c, now)
+	s.events[eventKey{provider, eventID}] = eventRec{done: true, until: now.Add(ttl)}
+	s.wrote(now)
+	return nil
+}
+
 // ReleaseEvent implements paymux.EventStore. A processed event stays
 // processed: only an in-flight claim is forgotten.
 func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {
@@ -469,15 +514,21 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
 	c.State = paymux.DeliveryPending
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.deliveries[d.ID]; ok {
-		return nil
+	s.enqueueLocked(c, s.now())
+	return nil
+}
+
+// enqueueLocked stores c (a clone the store now owns) unless an entry with
+// its id exists. Callers hold mu.
+func (s *Store) enqueueLocked(c *paymux.Delivery, now time.Time) {
+	if _, ok := s.deliveries[c.ID]; ok {
+		return
 	}
 	if c.CreatedAt.IsZero() {
-		c.CreatedAt = s.now()
+		c.CreatedAt = now
 	}
-	s.deliveries[d.ID] = c
-	s.pending[d.ID] = struct{}{}
-	return nil
+	s.deliveries[c.ID] = c
+	s.pending[c.ID] = struct{}{}
 }
 
 // ClaimDueDeliveries implements paymux.OutboxStore.
@@ -531,6 +582,22 @@ func (s *Store) update(ctx context.Context, id string, fn func(d *paymux.Deliver
 // CompleteDelivery implements paymux.OutboxStore.
 func (s *Store) CompleteDelivery(ctx context.Context, id string) error {
 	return s.update(ctx, id, func(d *paymux.Delivery) { d.State = paymux.DeliveryDelivered })
+}
+
+// CompleteDeliveries implements paymux.DeliveryCompleter under one lock.
+func (s *Store) CompleteDeliveries(ctx context.Context, ids []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if d := s.deliveries[id]; d != nil {
+			d.State = paymux.DeliveryDelivered
+			delete(s.pending, id)
+		}
+	}
+	return nil
 }
 
 // RetryDelivery implements paymux.OutboxStore.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/paymux/paymux"
 )
 
@@ -17,19 +19,55 @@ import (
 
 func nanos(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
 
-// EnqueueDelivery implements paymux.OutboxStore.
-func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+// enqueueArgs are the ARGV of enqueueScript for d.
+func enqueueArgs(d *paymux.Delivery) ([]any, error) {
 	c := *d
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = time.Now()
 	}
 	b, err := json.Marshal(&c)
 	if err != nil {
-		return fmt.Errorf("redisstore: encode delivery: %w", err)
+		return nil, fmt.Errorf("redisstore: encode delivery: %w", err)
 	}
-	return enqueueScript.Run(ctx, s.c, []string{s.deliveryKey(d.ID), s.dueKey()},
-		d.ID, b, string(paymux.DeliveryPending), d.Attempts, nanos(d.NextAttemptAt), d.LastError, micros(d.NextAttemptAt),
-	).Err()
+	return []any{d.ID, b, string(paymux.DeliveryPending), d.Attempts, nanos(d.NextAttemptAt), d.LastError, micros(d.NextAttemptAt)}, nil
+}
+
+// EnqueueDelivery implements paymux.OutboxStore.
+func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+	args, err := enqueueArgs(d)
+	if err != nil {
+		return err
+	}
+	return enqueueScript.Run(ctx, s.c, []string{s.deliveryKey(d.ID), s.dueKey()}, args...).Err()
+}
+
+// CompleteEventWithDelivery implements paymux.EventCompleter.
+//
+// On a *redis.Client (a single server, or Sentinel) it is one script that
+// enqueues d and then marks the event: one round trip, atomic. Event keys
+// are untagged (they spread over a Cluster) while the outbox sits in the
+// store's hash-tag slot, and a Cluster refuses a script whose keys span
+// slots; so on any other client (Cluster, Ring) the delivery is enqueued
+// first and the event marked after it, in two round trips, as a caller
+// without this method would: an error between them leaves the event
+// unmarked, never marked without its delivery.
+func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
+	if ttl <= 0 {
+		ttl = s.opts.EventTTL
+	}
+	args, err := enqueueArgs(d)
+	if err != nil {
+		return err
+	}
+	if _, oneServer := s.c.(*redis.Client); !oneServer {
+		if err := enqueueScript.Run(ctx, s.c, []string{s.deliveryKey(d.ID), s.dueKey()}, args...).Err(); err != nil {
+			return err
+		}
+		return s.CompleteEvent(ctx, provider, eventID, ttl)
+	}
+	return completeEventScript.Run(ctx, s.c,
+		[]string{s.deliveryKey(d.ID), s.dueKey(), s.eventKey(provider, eventID)},
+		append(args, ms(ttl))...).Err()
 }
 
 func decodeDelivery(reply any) (*paymux.Delivery, error) {
@@ -92,6 +130,23 @@ func (s *Store) updateDelivery(ctx context.Context, id, op, lastErr string, next
 // EventTTL, as long as the event it carries is de-duplicated.
 func (s *Store) CompleteDelivery(ctx context.Context, id string) error {
 	return s.updateDelivery(ctx, id, "done", "", time.Time{})
+}
+
+// CompleteDeliveries implements paymux.DeliveryCompleter in one script.
+// Every delivery key shares the store's hash tag, so it works on Cluster.
+func (s *Store) CompleteDeliveries(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(ids)+1)
+	args := make([]any, 0, len(ids)+1)
+	keys = append(keys, s.dueKey())
+	args = append(args, ms(s.opts.EventTTL))
+	for _, id := range ids {
+		keys = append(keys, s.deliveryKey(id))
+		args = append(args, id)
+	}
+	return completeDeliveriesScript.Run(ctx, s.c, keys, args...).Err()
 }
 
 // RetryDelivery implements paymux.OutboxStore.

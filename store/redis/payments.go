@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/paymux/paymux"
 )
 
@@ -17,6 +19,41 @@ func (s *Store) GetPayment(ctx context.Context, id string) (*paymux.Payment, err
 		return nil, err
 	}
 	return decodePayment(j)
+}
+
+// GetPayments implements paymux.PaymentsGetter: one HGET per id, sent as
+// one pipeline, so one round trip (on Cluster too: payment keys share the
+// store's hash tag, so they live on one node).
+func (s *Store) GetPayments(ctx context.Context, ids []string) (map[string]*paymux.Payment, error) {
+	out := make(map[string]*paymux.Payment, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := s.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = pipe.HGet(ctx, s.payKey(id), "j")
+		}
+		return nil
+	})
+	if err != nil && !isNil(err) {
+		return nil, err
+	}
+	for _, cmd := range cmds {
+		j, err := cmd.Result()
+		if isNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		p, err := decodePayment(j)
+		if err != nil {
+			return nil, err
+		}
+		out[p.ID] = p
+	}
+	return out, nil
 }
 
 // GetPaymentByProviderRef implements paymux.PaymentStore: the index lookup

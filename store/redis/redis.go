@@ -21,6 +21,12 @@
 // orchestrator's happy path is ClaimIdempotency plus CompleteIdempotency:
 // two round trips. CountingHook counts them.
 //
+// The webhook path has its own shortcuts: CompleteEventWithDelivery
+// enqueues an event's delivery and marks the event processed in one script
+// (two round trips on Cluster, see there), GetPayments reads a dispatcher
+// batch's payments in one pipeline and CompleteDeliveries marks the batch
+// delivered in one script.
+//
 // # Time
 //
 // Leases and TTLs are judged by the Redis server's clock (TIME inside the
@@ -68,7 +74,12 @@ type Store struct {
 	opts   Options
 }
 
-var _ paymux.Store = (*Store)(nil)
+var (
+	_ paymux.Store             = (*Store)(nil)
+	_ paymux.EventCompleter    = (*Store)(nil)
+	_ paymux.DeliveryCompleter = (*Store)(nil)
+	_ paymux.PaymentsGetter    = (*Store)(nil)
+)
 
 // New returns a Store using c. It does not contact the server; the first
 // operation does.

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -213,5 +214,58 @@ func TestBreakerStoreSharesState(t *testing.T) {
 	_, err = b.Execute(func() (int, error) { called = true; return 1, nil })
 	if !errors.Is(err, gobreaker.ErrOpenState) || called {
 		t.Fatalf("instance B called the provider through an open breaker: err %v, called %v", err, called)
+	}
+}
+
+// On a client that routes keys by slot (Cluster, Ring) the event key and the
+// outbox may live on different servers, so CompleteEventWithDelivery
+// enqueues first and marks the event after: two round trips instead of one,
+// and still never a processed event without its delivery. A one-shard Ring
+// takes that path against the test server.
+func TestCompleteEventWithDeliveryOnAShardedClient(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := client(t)
+	p := prefix(t, c)
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"one": c.Options().Addr}, DB: c.Options().DB,
+		Username: c.Options().Username, Password: c.Options().Password})
+	defer ring.Close()
+	hook := &redisstore.CountingHook{}
+	ring.AddHook(hook)
+	st := redisstore.New(ring, redisstore.Options{Prefix: p})
+	for i := range 2 { // the first loads the scripts
+		id := fmt.Sprintf("evt_%d", i)
+		d := &paymux.Delivery{ID: "sim/" + id, Event: paymux.Event{Provider: "sim", ID: id}, NextAttemptAt: time.Now()}
+		if c, err := st.ClaimEvent(ctx, "sim", id, time.Minute); err != nil || c != paymux.EventClaimed {
+			t.Fatalf("ClaimEvent: %v %v", c, err)
+		}
+		hook.Reset()
+		if err := st.CompleteEventWithDelivery(ctx, "sim", id, time.Hour, d); err != nil {
+			t.Fatal(err)
+		}
+		if n := hook.RoundTrips(); i == 1 && n != 2 {
+			t.Fatalf("CompleteEventWithDelivery on a Ring took %d round trips, want 2", n)
+		}
+		if c, err := st.ClaimEvent(ctx, "sim", id, time.Minute); err != nil || c != paymux.EventDuplicate {
+			t.Fatalf("event after CompleteEventWithDelivery: %v %v", c, err)
+		}
+		if got, err := st.GetDelivery(ctx, d.ID); err != nil || got.State != paymux.DeliveryPending {
+			t.Fatalf("delivery after CompleteEventWithDelivery: %+v %v", got, err)
+		}
+	}
+	// The single-server client does it in one.
+	st1 := redisstore.New(c, redisstore.Options{Prefix: p})
+	hook1 := &redisstore.CountingHook{}
+	c.AddHook(hook1)
+	for i := range 2 {
+		id := fmt.Sprintf("evt_one_%d", i)
+		hook1.Reset()
+		d := &paymux.Delivery{ID: "sim/" + id, Event: paymux.Event{Provider: "sim", ID: id}, NextAttemptAt: time.Now()}
+		if err := st1.CompleteEventWithDelivery(ctx, "sim", id, time.Hour, d); err != nil {
+			t.Fatal(err)
+		}
+		if n := hook1.RoundTrips(); i == 1 && n != 1 {
+			t.Fatalf("CompleteEventWithDelivery on a Client took %d round trips, want 1", n)
+		}
 	}
 }

@@ -197,6 +197,35 @@ redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 return 1
 `)
 
+// completeEventScript: KEYS delivery, due, event. ARGV the enqueue
+// arguments (as enqueueScript), then the event TTL ms. The delivery is
+// written before the event is marked, so even a script that failed half
+// way (Redis does not roll a script back) never leaves a processed event
+// without its delivery. The event key is outside the hash tag: this script
+// runs only where every key lives on one server.
+var completeEventScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'j', ARGV[2], 'st', ARGV[3], 'att', ARGV[4], 'nx', ARGV[5], 'le', ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+end
+redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])
+return 0
+`)
+
+// completeDeliveriesScript: KEYS due, then one delivery key per id. ARGV
+// delivered TTL ms, then the ids in the order of their keys. Missing
+// entries are skipped.
+var completeDeliveriesScript = redis.NewScript(`
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HSET', KEYS[i], 'st', 'delivered')
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+  end
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+return 0
+`)
+
 // claimDueScript: KEYS due. ARGV prefix, now score (inclusive), limit,
 // lease-end ns, lease-end score. Returns {id, HGETALL delivery, ...}.
 var claimDueScript = redis.NewScript(`

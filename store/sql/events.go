@@ -85,6 +85,48 @@ func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl
 	return nil
 }
 
+// CompleteEventWithDelivery implements paymux.EventCompleter: on
+// PostgreSQL one statement (one round trip), on MySQL and SQLite one
+// transaction of the delivery insert and the event completion (one commit
+// instead of two). Either both are stored or neither is.
+func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
+	if err := checkEvent(provider, eventID); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		ttl = s.eventTTL
+	}
+	args, err := s.deliveryArgs(d)
+	if err != nil {
+		return err
+	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	expires := nanos(s.now().Add(ttl))
+	if s.dialect == Postgres {
+		if _, err := s.exec(ctx, s.q.eventCompletePG, append(args, provider, eventID, expires)...); err != nil {
+			return fmt.Errorf("sqlstore: complete event with delivery: %w", err)
+		}
+		return nil
+	}
+	err = s.inTx(ctx, func(tx execer) error {
+		q := s.q.deliveryInsert
+		if _, err := tx.ExecContext(ctx, q.text, q.args(args)...); err != nil {
+			return err
+		}
+		q = s.q.eventComplete
+		_, err := tx.ExecContext(ctx, q.text, q.args([]any{provider, eventID, expires})...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlstore: complete event with delivery: %w", err)
+	}
+	return nil
+}
+
 // ReleaseEvent implements paymux.EventStore. A processed event stays
 // processed: only an in-flight claim is forgotten.
 func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,34 +20,89 @@ const (
 	deliveryDeadState = paymux.DeliveryDead
 )
 
-// EnqueueDelivery implements paymux.OutboxStore.
-func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+// deliveryArgs checks d and returns the arguments of deliveryInsert.
+func (s *Store) deliveryArgs(d *paymux.Delivery) ([]any, error) {
 	if d == nil || d.ID == "" {
-		return errors.New("sqlstore: delivery without an id")
+		return nil, errors.New("sqlstore: delivery without an id")
 	}
 	if err := checkLen("delivery id", d.ID, maxDeliveryLen); err != nil {
-		return err
+		return nil, err
 	}
 	if err := checkLen("payment id", d.PaymentID, maxIDLen); err != nil {
-		return err
+		return nil, err
 	}
 	event, err := json.Marshal(&d.Event)
 	if err != nil {
-		return fmt.Errorf("sqlstore: encode event: %w", err)
+		return nil, fmt.Errorf("sqlstore: encode event: %w", err)
+	}
+	now := s.now()
+	created := d.CreatedAt
+	if created.IsZero() {
+		created = now
+	}
+	return []any{d.ID, d.PaymentID, d.Attempts, nanos(d.NextAttemptAt), d.LastError,
+		nanos(created), string(event), nanos(now)}, nil
+}
+
+// EnqueueDelivery implements paymux.OutboxStore.
+func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+	args, err := s.deliveryArgs(d)
+	if err != nil {
+		return err
 	}
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	now := s.now()
-	created := d.CreatedAt
-	if created.IsZero() {
-		created = now
-	}
-	if _, err := s.exec(ctx, s.q.deliveryInsert, d.ID, d.PaymentID, d.Attempts, nanos(d.NextAttemptAt), d.LastError,
-		nanos(created), string(event), nanos(now)); err != nil {
+	if _, err := s.exec(ctx, s.q.deliveryInsert, args...); err != nil {
 		return fmt.Errorf("sqlstore: enqueue delivery: %w", err)
+	}
+	return nil
+}
+
+// maxInList bounds the ids of one IN list; longer lists are split into
+// several statements.
+const maxInList = 500
+
+// inList completes tmpl with an IN list of n placeholders numbered from
+// first, and compiles it.
+func (s *Store) inList(tmpl string, first, n int) query {
+	var b strings.Builder
+	b.WriteString(tmpl)
+	b.WriteByte('(')
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+i))
+	}
+	b.WriteByte(')')
+	return compile(s.dialect, s.prefix, b.String())
+}
+
+// CompleteDeliveries implements paymux.DeliveryCompleter: one UPDATE ...
+// WHERE id IN (...) per maxInList ids, so one round trip for a dispatcher
+// batch.
+func (s *Store) CompleteDeliveries(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	unlock, err := s.lockWrites(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	nowN := nanos(s.now())
+	for chunk := range slices.Chunk(ids, maxInList) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, nowN)
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		if _, err := s.exec(ctx, s.inList(s.q.deliveriesComplete, 2, len(chunk)), args...); err != nil {
+			return fmt.Errorf("sqlstore: complete deliveries: %w", err)
+		}
 	}
 	return nil
 }
@@ -127,19 +183,11 @@ func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease tim
 			return err
 		}
 		// UPDATE ... WHERE id IN ($3, $4, ...): one placeholder per id.
-		var b strings.Builder
-		b.WriteString(s.q.deliveryLease)
-		b.WriteByte('(')
 		args := []any{until, wall}
-		for i, d := range out {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("$" + strconv.Itoa(i+3))
+		for _, d := range out {
 			args = append(args, d.ID)
 		}
-		b.WriteByte(')')
-		lq := compile(s.dialect, s.prefix, b.String())
+		lq := s.inList(s.q.deliveryLease, 3, len(out))
 		if _, err := tx.ExecContext(ctx, lq.text, lq.args(args)...); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/paymux/paymux"
@@ -145,6 +146,38 @@ func (s *Store) selectPayment(ctx context.Context, what string, q query, a ...an
 // GetPayment implements paymux.PaymentStore.
 func (s *Store) GetPayment(ctx context.Context, id string) (*paymux.Payment, error) {
 	return s.selectPayment(ctx, "get payment", s.q.getPayment, id)
+}
+
+// GetPayments implements paymux.PaymentsGetter: one SELECT ... WHERE id IN
+// (...) per maxInList ids, so one round trip for a dispatcher batch.
+func (s *Store) GetPayments(ctx context.Context, ids []string) (map[string]*paymux.Payment, error) {
+	out := make(map[string]*paymux.Payment, len(ids))
+	for chunk := range slices.Chunk(ids, maxInList) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		q := s.inList(s.q.paymentsIn, 1, len(chunk))
+		rows, err := s.db.QueryContext(ctx, q.text, q.args(args)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: get payments: %w", err)
+		}
+		err = func() error {
+			defer rows.Close()
+			for rows.Next() {
+				p, err := scanPayment(rows)
+				if err != nil {
+					return err
+				}
+				out[p.ID] = p
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: get payments: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // GetPaymentByProviderRef implements paymux.PaymentStore. References are

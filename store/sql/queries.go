@@ -17,11 +17,15 @@ type queries struct {
 
 	eventInsert, eventRetake, eventSelect query
 	eventComplete, eventRelease           query
+	// eventCompletePG enqueues a delivery and completes its event in one
+	// statement.
+	eventCompletePG query
 
 	deliveryInsert, deliveryGet, deliveryExists query
 	deliveryDue, deliveryClaimPG                query
-	// deliveryLease is a template completed with an IN list at run time.
-	deliveryLease                                   string
+	// deliveryLease, deliveriesComplete and paymentsIn are templates
+	// completed with an IN list at run time.
+	deliveryLease, deliveriesComplete, paymentsIn   string
 	deliveryComplete, deliveryRetry, deliveryDead   query
 	purgeIdem, purgeEvents, purgeDeliveries         query
 	migrationsTable, migrationsList, migrationsDone query
@@ -140,6 +144,8 @@ func buildQueries(d Dialect, prefix string) *queries {
 	q.paymentUpdate = c(`UPDATE {p}payments SET provider = $2, provider_ref = $3, status = $4, updated_at = $5, version = $6, data = $7
 		WHERE id = $1 AND version = $8`)
 	q.getPayment = c(`SELECT version, data FROM {p}payments WHERE id = $1`)
+	// $1 ... $n: the ids.
+	q.paymentsIn = `SELECT version, data FROM {p}payments WHERE id IN `
 	q.getByRef = c(`SELECT version, data FROM {p}payments WHERE provider = $1 AND provider_ref = $2
 		ORDER BY updated_at DESC, id LIMIT 1`)
 	q.unsettled = c(`SELECT version, data FROM {p}payments
@@ -195,6 +201,22 @@ func buildQueries(d Dialect, prefix string) *queries {
 		SELECT id, payment_id, state, attempts, next_attempt_at, last_error, created_at, event FROM leased
 		ORDER BY old_next, created_at, id`)
 	}
+	if d == Postgres {
+		// The delivery insert ($1 ... $8 as deliveryInsert) and the event
+		// completion ($9 provider, $10 event id, $11 expiry) in one
+		// statement, so one round trip and one implicit transaction: the
+		// event is never processed without its delivery. A data-modifying
+		// CTE runs to completion whether or not anything reads it.
+		q.eventCompletePG = c(`WITH enqueued AS (
+			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
+			VALUES ($1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint)
+			ON CONFLICT (id) DO NOTHING
+		)
+		INSERT INTO {p}events (provider, event_id, state, expires_at) VALUES ($9::text, $10::text, '` + stateDone + `', $11::bigint)
+		ON CONFLICT (provider, event_id) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at`)
+	}
+	// $1 now, then one placeholder per id.
+	q.deliveriesComplete = `UPDATE {p}deliveries SET state = '` + string(deliveryDelivered) + `', updated_at = $1 WHERE id IN `
 	q.deliveryComplete = c(`UPDATE {p}deliveries SET state = '` + string(deliveryDelivered) + `', updated_at = $2 WHERE id = $1`)
 	q.deliveryRetry = c(`UPDATE {p}deliveries SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, updated_at = $4 WHERE id = $1`)
 	q.deliveryDead = c(`UPDATE {p}deliveries SET attempts = attempts + 1, last_error = $2, state = '` + string(deliveryDeadState) + `', updated_at = $3 WHERE id = $1`)

@@ -24,6 +24,12 @@
 // transaction. The happy path of an authorisation costs two store round
 // trips on PostgreSQL: the claim and the completion.
 //
+// On the webhook path, CompleteEventWithDelivery enqueues an event's
+// delivery and completes the event in one statement on PostgreSQL (data-
+// modifying CTEs) and in one transaction on MySQL and SQLite; GetPayments
+// and CompleteDeliveries read and complete a dispatcher batch with one
+// statement each.
+//
 // SQLite allows one writer at a time. The store queues its own writes in
 // process, so goroutines never see "database is locked"; across processes
 // it relies on busy_timeout, which Open sets. Open also switches the
@@ -106,7 +112,12 @@ type Store struct {
 	writes chan struct{}
 }
 
-var _ paymux.Store = (*Store)(nil)
+var (
+	_ paymux.Store             = (*Store)(nil)
+	_ paymux.EventCompleter    = (*Store)(nil)
+	_ paymux.DeliveryCompleter = (*Store)(nil)
+	_ paymux.PaymentsGetter    = (*Store)(nil)
+)
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 

@@ -25,6 +25,14 @@
 //   - EnqueueDelivery of an existing id is a no-op whatever its state;
 //     RetryDelivery and DeadLetterDelivery both add one to Attempts;
 //     Complete/Retry/DeadLetter of a missing id are ErrNotFound.
+//   - The optional capabilities (paymux.EventCompleter,
+//     paymux.DeliveryCompleter, paymux.PaymentsGetter) are tested when the
+//     store implements them and skipped otherwise.
+//     CompleteEventWithDelivery keeps an existing entry as EnqueueDelivery
+//     does, completes an event nobody claimed, and is never observed with
+//     the event processed but its delivery missing. CompleteDeliveries and
+//     GetPayments skip ids they do not know and take at least 600 ids at
+//     once.
 //   - Fixture times are UTC and millisecond precise, so SQL columns with
 //     microsecond precision round-trip them.
 //
@@ -84,6 +92,7 @@ func Run(t *testing.T, h Harness) {
 		{"Payments", s.paymentTests()},
 		{"Events", s.eventTests()},
 		{"Outbox", s.outboxTests()},
+		{"Capabilities", s.capabilityTests()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

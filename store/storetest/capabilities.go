@@ -1,0 +1,361 @@
+package storetest
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+// The optional capabilities of store.go. A store that does not implement
+// one skips its tests.
+
+func (s *suite) capabilityTests() []test {
+	return []test{
+		{"CompleteEventWithDeliveryEnqueuesAndCompletes", s.testCompleteEventWithDelivery},
+		{"CompleteEventWithDeliveryKeepsAnExistingEntry", s.testCompleteEventWithDeliveryExisting},
+		{"CompleteEventWithDeliveryTTL", s.testCompleteEventWithDeliveryTTL},
+		{"CompleteEventWithDeliveryNeverMarksTheEventAlone", s.testCompleteEventWithDeliveryOrder},
+		{"CompleteEventWithDeliveryConcurrentOneEntry", s.testCompleteEventWithDeliveryRace},
+		{"CompleteDeliveries", s.testCompleteDeliveries},
+		{"CompleteDeliveriesManyIDs", s.testCompleteDeliveriesMany},
+		{"GetPayments", s.testGetPayments},
+		{"GetPaymentsManyIDs", s.testGetPaymentsMany},
+	}
+}
+
+func (s *suite) eventCompleter(t *testing.T) (paymux.Store, paymux.EventCompleter) {
+	t.Helper()
+	st := s.h.New(t)
+	ec, ok := st.(paymux.EventCompleter)
+	if !ok {
+		t.Skipf("%T does not implement paymux.EventCompleter", st)
+	}
+	return st, ec
+}
+
+func (s *suite) testCompleteEventWithDelivery(t *testing.T) {
+	st, ec := s.eventCompleter(t)
+	d := newDelivery(now())
+	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventClaimed)
+	noErr(t, "CompleteEventWithDelivery", ec.CompleteEventWithDelivery(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d))
+
+	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
+	// ReleaseEvent leaves a processed event processed, whichever call
+	// processed it.
+	noErr(t, "ReleaseEvent", st.ReleaseEvent(ctx(t), d.Event.Provider, d.Event.ID))
+	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
+
+	want := *d
+	want.State = paymux.DeliveryPending
+	got, err := st.GetDelivery(ctx(t), d.ID)
+	noErr(t, "GetDelivery", err)
+	sameDelivery(t, "enqueued with the event", got, &want)
+	claimed, err := st.ClaimDueDeliveries(ctx(t), now().Add(time.Second), time.Minute, 10)
+	noErr(t, "ClaimDueDeliveries", err)
+	if len(claimed) != 1 || claimed[0].ID != d.ID {
+		t.Fatalf("ClaimDueDeliveries = %v, want [%s]", ids(claimed), d.ID)
+	}
+
+	// An event nobody claimed first (a caller that skipped the claim) is
+	// completed all the same.
+	d2 := newDelivery(now())
+	noErr(t, "CompleteEventWithDelivery unclaimed", ec.CompleteEventWithDelivery(ctx(t), d2.Event.Provider, d2.Event.ID, time.Hour, d2))
+	s.claimEvent(t, st, d2.Event.Provider, d2.Event.ID, time.Minute, paymux.EventDuplicate)
+	_, err = st.GetDelivery(ctx(t), d2.ID)
+	noErr(t, "GetDelivery of the second", err)
+}
+
+func (s *suite) testCompleteEventWithDeliveryExisting(t *testing.T) {
+	st, ec := s.eventCompleter(t)
+	// A redelivered webhook after a crash between the enqueue and the
+	// event's completion: the entry is there, maybe delivered already.
+	pending := newDelivery(now())
+	noErr(t, "EnqueueDelivery", st.EnqueueDelivery(ctx(t), pending))
+	delivered := newDelivery(now())
+	noErr(t, "EnqueueDelivery", st.EnqueueDelivery(ctx(t), delivered))
+	noErr(t, "CompleteDelivery", st.CompleteDelivery(ctx(t), delivered.ID))
+
+	for _, d := range []*paymux.Delivery{pending, delivered} {
+		s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventClaimed)
+		other := newDelivery(now().Add(time.Hour))
+		other.ID = d.ID
+		other.Attempts = 4
+		noErr(t, "CompleteEventWithDelivery", ec.CompleteEventWithDelivery(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, other))
+		s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
+	}
+	want := *pending
+	want.State = paymux.DeliveryPending
+	got, err := st.GetDelivery(ctx(t), pending.ID)
+	noErr(t, "GetDelivery", err)
+	sameDelivery(t, "existing pending entry", got, &want)
+	got, err = st.GetDelivery(ctx(t), delivered.ID)
+	noErr(t, "GetDelivery", err)
+	if got.State != paymux.DeliveryDelivered || got.Attempts != 0 {
+		t.Fatalf("CompleteEventWithDelivery changed a delivered entry: %+v", got)
+	}
+}
+
+func (s *suite) testCompleteEventWithDeliveryTTL(t *testing.T) {
+	st, ec := s.eventCompleter(t)
+	d := newDelivery(now())
+	ttl := 2 * s.h.lease()
+	s.claimEvent(t, st, "sim", d.Event.ID, time.Minute, paymux.EventClaimed)
+	start := time.Now()
+	noErr(t, "CompleteEventWithDelivery", ec.CompleteEventWithDelivery(ctx(t), "sim", d.Event.ID, ttl, d))
+	if time.Since(start) < ttl/2 {
+		s.claimEvent(t, st, "sim", d.Event.ID, time.Minute, paymux.EventDuplicate)
+	}
+	waitPast(start.Add(ttl))
+	eventually(t, 2*time.Second, "completed event is forgotten after its ttl", func() bool {
+		c, err := st.ClaimEvent(ctx(t), "sim", d.Event.ID, time.Minute)
+		noErr(t, "ClaimEvent", err)
+		return c == paymux.EventClaimed
+	})
+
+	// Zero means the store's default, which is long.
+	d0 := newDelivery(now())
+	noErr(t, "CompleteEventWithDelivery ttl 0", ec.CompleteEventWithDelivery(ctx(t), "sim", d0.Event.ID, 0, d0))
+	s.claimEvent(t, st, "sim", d0.Event.ID, time.Minute, paymux.EventDuplicate)
+}
+
+// Observers racing the completion must never see the event processed while
+// its delivery is missing: the provider stops redelivering a processed
+// event, so its delivery would be lost.
+func (s *suite) testCompleteEventWithDeliveryOrder(t *testing.T) {
+	st, ec := s.eventCompleter(t)
+	const events = 16
+	var wg sync.WaitGroup
+	for range events {
+		d := newDelivery(now())
+		s.claimEvent(t, st, "sim", d.Event.ID, time.Hour, paymux.EventClaimed)
+		done := make(chan struct{})
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			defer close(done)
+			if err := ec.CompleteEventWithDelivery(ctx(t), "sim", d.Event.ID, time.Hour, d); err != nil {
+				t.Errorf("CompleteEventWithDelivery: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			for {
+				// The claim is held for an hour, so this only looks.
+				c, err := st.ClaimEvent(ctx(t), "sim", d.Event.ID, time.Hour)
+				if err != nil {
+					t.Errorf("ClaimEvent: %v", err)
+					return
+				}
+				if c == paymux.EventClaimed {
+					t.Errorf("event %s claimed twice within its lease", d.Event.ID)
+					return
+				}
+				if c == paymux.EventDuplicate {
+					if _, err := st.GetDelivery(ctx(t), d.ID); err != nil {
+						t.Errorf("event %s is processed but its delivery is missing: %v", d.Event.ID, err)
+					}
+					return
+				}
+				select {
+				case <-done:
+					// Completed, yet not processed: a failure the writer
+					// reports; stop looking.
+					if c, _ := st.ClaimEvent(ctx(t), "sim", d.Event.ID, time.Hour); c != paymux.EventDuplicate {
+						t.Errorf("event %s not processed after CompleteEventWithDelivery: %v", d.Event.ID, c)
+					}
+					return
+				default:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *suite) testCompleteEventWithDeliveryRace(t *testing.T) {
+	st, ec := s.eventCompleter(t)
+	base := newDelivery(now())
+	s.claimEvent(t, st, "sim", base.Event.ID, time.Minute, paymux.EventClaimed)
+	n := s.h.concurrency()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := newDelivery(now())
+			d.ID = base.ID
+			d.Attempts = i // which of them was stored
+			<-start
+			if err := ec.CompleteEventWithDelivery(ctx(t), "sim", base.Event.ID, time.Hour, d); err != nil {
+				t.Errorf("CompleteEventWithDelivery: %v", err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	s.claimEvent(t, st, "sim", base.Event.ID, time.Minute, paymux.EventDuplicate)
+	claimed, err := st.ClaimDueDeliveries(ctx(t), now().Add(time.Second), time.Minute, n+1)
+	noErr(t, "ClaimDueDeliveries", err)
+	if len(claimed) != 1 || claimed[0].ID != base.ID {
+		t.Fatalf("after %d racing completions the outbox holds %v, want one entry %s", n, ids(claimed), base.ID)
+	}
+}
+
+func (s *suite) deliveryCompleter(t *testing.T) (paymux.Store, paymux.DeliveryCompleter) {
+	t.Helper()
+	st := s.h.New(t)
+	dc, ok := st.(paymux.DeliveryCompleter)
+	if !ok {
+		t.Skipf("%T does not implement paymux.DeliveryCompleter", st)
+	}
+	return st, dc
+}
+
+func (s *suite) testCompleteDeliveries(t *testing.T) {
+	st, dc := s.deliveryCompleter(t)
+	t0 := now()
+	a, b, c, dead := newDelivery(t0), newDelivery(t0), newDelivery(t0), newDelivery(t0)
+	for _, d := range []*paymux.Delivery{a, b, c, dead} {
+		noErr(t, "EnqueueDelivery", st.EnqueueDelivery(ctx(t), d))
+	}
+	got, err := st.ClaimDueDeliveries(ctx(t), t0, time.Minute, 10)
+	noErr(t, "ClaimDueDeliveries", err)
+	if len(got) != 4 {
+		t.Fatalf("claimed %v, want 4 entries", ids(got))
+	}
+	noErr(t, "DeadLetterDelivery", st.DeadLetterDelivery(ctx(t), dead.ID, "gave up"))
+
+	noErr(t, "CompleteDeliveries of none", dc.CompleteDeliveries(ctx(t), nil))
+	// Missing ids are skipped, not an error.
+	noErr(t, "CompleteDeliveries", dc.CompleteDeliveries(ctx(t), []string{a.ID, uid("missing"), b.ID}))
+	for _, d := range []*paymux.Delivery{a, b} {
+		cur, err := st.GetDelivery(ctx(t), d.ID)
+		noErr(t, "GetDelivery", err)
+		if cur.State != paymux.DeliveryDelivered || cur.Attempts != 0 {
+			t.Fatalf("after CompleteDeliveries: %+v", cur)
+		}
+	}
+	cur, err := st.GetDelivery(ctx(t), c.ID)
+	noErr(t, "GetDelivery", err)
+	if cur.State != paymux.DeliveryPending {
+		t.Fatalf("an entry not listed changed to %q", cur.State)
+	}
+	cur, err = st.GetDelivery(ctx(t), dead.ID)
+	noErr(t, "GetDelivery", err)
+	if cur.State != paymux.DeliveryDead {
+		t.Fatalf("an entry not listed changed to %q", cur.State)
+	}
+	// Completing again changes nothing and is no error.
+	noErr(t, "CompleteDeliveries again", dc.CompleteDeliveries(ctx(t), []string{a.ID, b.ID}))
+
+	// After the lease only the entry left pending comes back, and a
+	// delivered entry is not re-enqueued.
+	noErr(t, "EnqueueDelivery of a delivered id", st.EnqueueDelivery(ctx(t), newDeliveryWithID(a.ID)))
+	got, err = st.ClaimDueDeliveries(ctx(t), t0.Add(time.Hour), time.Minute, 10)
+	noErr(t, "ClaimDueDeliveries after the lease", err)
+	if len(got) != 1 || got[0].ID != c.ID {
+		t.Fatalf("after the lease: %v, want only %s", ids(got), c.ID)
+	}
+}
+
+// manyIDs is more ids than one statement or script of a store might take
+// (the SQL store splits IN lists at 500).
+const manyIDs = 600
+
+func (s *suite) testCompleteDeliveriesMany(t *testing.T) {
+	st, dc := s.deliveryCompleter(t)
+	t0 := now()
+	var all []string
+	for range manyIDs {
+		d := newDelivery(t0)
+		noErr(t, "EnqueueDelivery", st.EnqueueDelivery(ctx(t), d))
+		all = append(all, d.ID)
+	}
+	noErr(t, "CompleteDeliveries", dc.CompleteDeliveries(ctx(t), all))
+	got, err := st.ClaimDueDeliveries(ctx(t), t0.Add(time.Hour), time.Minute, manyIDs)
+	noErr(t, "ClaimDueDeliveries", err)
+	if len(got) != 0 {
+		t.Fatalf("%d of %d entries still pending after CompleteDeliveries", len(got), manyIDs)
+	}
+	for _, id := range []string{all[0], all[manyIDs/2], all[manyIDs-1]} {
+		cur, err := st.GetDelivery(ctx(t), id)
+		noErr(t, "GetDelivery", err)
+		if cur.State != paymux.DeliveryDelivered {
+			t.Fatalf("entry %s: state %q", id, cur.State)
+		}
+	}
+}
+
+func (s *suite) paymentsGetter(t *testing.T) (paymux.Store, paymux.PaymentsGetter) {
+	t.Helper()
+	st := s.h.New(t)
+	pg, ok := st.(paymux.PaymentsGetter)
+	if !ok {
+		t.Skipf("%T does not implement paymux.PaymentsGetter", st)
+	}
+	return st, pg
+}
+
+func (s *suite) testGetPayments(t *testing.T) {
+	st, pg := s.paymentsGetter(t)
+	p1, p2 := newPayment(uid("key")), newPayment(uid("key"))
+	noErr(t, "SavePayment", st.SavePayment(ctx(t), p1, 0))
+	noErr(t, "SavePayment", st.SavePayment(ctx(t), p2, 0))
+	upd := p2.Clone()
+	upd.Status = paymux.StatusAuthorized
+	noErr(t, "SavePayment update", st.SavePayment(ctx(t), upd, 1))
+
+	got, err := pg.GetPayments(ctx(t), nil)
+	noErr(t, "GetPayments of none", err)
+	if len(got) != 0 {
+		t.Fatalf("GetPayments(nil) = %v", got)
+	}
+	missing := uid("missing")
+	got, err = pg.GetPayments(ctx(t), []string{p1.ID, missing, p2.ID})
+	noErr(t, "GetPayments", err)
+	if len(got) != 2 {
+		t.Fatalf("GetPayments returned %d payments, want 2", len(got))
+	}
+	if _, ok := got[missing]; ok {
+		t.Fatal("GetPayments returned an entry for a missing id")
+	}
+	samePayment(t, "first payment", got[p1.ID], p1)
+	samePayment(t, "updated payment", got[p2.ID], upd)
+	if got[p2.ID].Version != 2 {
+		t.Fatalf("version = %d, want 2", got[p2.ID].Version)
+	}
+
+	// Returned payments are copies.
+	got[p1.ID].Status = paymux.StatusFailed
+	got[p1.ID].Metadata["order"] = "changed"
+	again, err := pg.GetPayments(ctx(t), []string{p1.ID})
+	noErr(t, "GetPayments again", err)
+	samePayment(t, "after mutating the returned payment", again[p1.ID], p1)
+}
+
+func (s *suite) testGetPaymentsMany(t *testing.T) {
+	st, pg := s.paymentsGetter(t)
+	var all []string
+	for i := range manyIDs {
+		if i%3 == 2 {
+			all = append(all, uid("missing"))
+			continue
+		}
+		p := newPayment(uid("key"))
+		noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
+		all = append(all, p.ID)
+	}
+	got, err := pg.GetPayments(ctx(t), all)
+	noErr(t, "GetPayments", err)
+	if want := manyIDs - manyIDs/3; len(got) != want {
+		t.Fatalf("GetPayments of %d ids returned %d payments, want %d", manyIDs, len(got), want)
+	}
+	for i, id := range all {
+		if _, ok := got[id]; ok != (i%3 != 2) {
+			t.Fatalf("id %d (%s): present %v", i, id, ok)
+		}
+	}
+}
