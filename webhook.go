@@ -228,11 +228,73 @@ func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 	case EventBusy:
 		return fmt.Errorf("%w: %s/%s", ErrEventBusy, ev.Provider, ev.ID)
 	}
-	if err := h.applyAndEnqueue(ctx, ev); err != nil {
-		if rerr := st.ReleaseEvent(context.WithoutCancel(ctx), ev.Provider, ev.ID); rerr != nil {
-			h.o.log.Warn("paymux: could not release event claim; it expires with its lease", "event", ev.ID, "err", rerr)
-		}
+	p, err := h.apply(ctx, ev)
+	if err != nil {
+		h.release(ctx, ev)
 		return err
+	}
+	return h.complete(ctx, ev, p)
+}
+
+// release forgets this handler's claim on ev after a failure, so the
+// provider's redelivery is processed at once instead of after the lease.
+// A processed event stays processed, so releasing after a step whose answer
+// was lost but which did commit changes nothing.
+func (h *WebhookHandler) release(ctx context.Context, ev *Event) {
+	if err := h.o.cfg.Store.ReleaseEvent(context.WithoutCancel(ctx), ev.Provider, ev.ID); err != nil {
+		h.o.log.Warn("paymux: could not release event claim; it expires with its lease", "event", ev.ID, "err", err)
+	}
+}
+
+// apply applies ev to its payment and returns the payment, or nil for an
+// event about no payment paymux knows that may be acknowledged anyway.
+func (h *WebhookHandler) apply(ctx context.Context, ev *Event) (*Payment, error) {
+	p, err := h.o.ApplyEvent(ctx, ev)
+	if errors.Is(err, ErrPaymentUnknown) && (ev.Type == EventOther || ev.ProviderRef == "" && ev.PaymentKey == "") {
+		// Verified, but about no payment (a customer or report event):
+		// nothing to apply and nothing to wait for.
+		return nil, nil
+	}
+	if errors.Is(err, ErrPaymentUnknown) && !ev.OccurredAt.IsZero() && h.o.now().Sub(ev.OccurredAt) > h.opts.OrphanAfter {
+		h.o.log.Warn("paymux: acknowledging event for a payment paymux never knew", "provider", ev.Provider, "event", ev.ID)
+		return nil, nil
+	}
+	return p, err
+}
+
+// complete enqueues the applied event's delivery, when there is a
+// dispatcher, and marks the event processed. The event is never marked
+// before its delivery is stored: a processed event is not redelivered by
+// the provider, so its delivery would be lost.
+//
+// With a store that implements EventCompleter both happen in one round
+// trip; otherwise the delivery is enqueued first and the event marked
+// after, in two.
+func (h *WebhookHandler) complete(ctx context.Context, ev *Event, p *Payment) error {
+	st := h.o.cfg.Store
+	d := h.opts.Dispatcher
+	if d != nil {
+		paymentID := ""
+		if p != nil {
+			paymentID = p.ID
+		}
+		del := d.newDelivery(ev, paymentID)
+		if ec, ok := st.(EventCompleter); ok {
+			if err := ec.CompleteEventWithDelivery(ctx, ev.Provider, ev.ID, h.opts.EventTTL, del); err != nil {
+				// Neither happened (or the answer was lost after both did,
+				// which the release cannot undo): the redelivery re-applies,
+				// which changes nothing, and enqueues.
+				h.release(ctx, ev)
+				return storeErr("complete event with delivery", err)
+			}
+			d.notify()
+			return nil
+		}
+		if err := st.EnqueueDelivery(ctx, del); err != nil {
+			h.release(ctx, ev)
+			return storeErr("enqueue delivery", err)
+		}
+		d.notify()
 	}
 	if err := st.CompleteEvent(ctx, ev.Provider, ev.ID, h.opts.EventTTL); err != nil {
 		// Applied and enqueued, but not marked: a redelivery re-applies,
@@ -240,30 +302,6 @@ func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 		return storeErr("complete event", err)
 	}
 	return nil
-}
-
-func (h *WebhookHandler) applyAndEnqueue(ctx context.Context, ev *Event) error {
-	p, err := h.o.ApplyEvent(ctx, ev)
-	if errors.Is(err, ErrPaymentUnknown) && (ev.Type == EventOther || ev.ProviderRef == "" && ev.PaymentKey == "") {
-		// Verified, but about no payment (a customer or report event):
-		// nothing to apply and nothing to wait for.
-		p, err = nil, nil
-	}
-	if errors.Is(err, ErrPaymentUnknown) && !ev.OccurredAt.IsZero() && h.o.now().Sub(ev.OccurredAt) > h.opts.OrphanAfter {
-		h.o.log.Warn("paymux: acknowledging event for a payment paymux never knew", "provider", ev.Provider, "event", ev.ID)
-		p, err = nil, nil
-	}
-	if err != nil {
-		return err
-	}
-	if h.opts.Dispatcher == nil {
-		return nil
-	}
-	paymentID := ""
-	if p != nil {
-		paymentID = p.ID
-	}
-	return h.opts.Dispatcher.enqueue(ctx, ev, paymentID)
 }
 
 func (h *WebhookHandler) hint(rp *registeredProvider, header http.Header, body []byte) {
