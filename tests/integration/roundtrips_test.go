@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,6 +130,212 @@ func BenchmarkAuthorizeStoreParallel(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "auth/s")
+		})
+	}
+}
+
+// maxWebhookRoundTrips is the target per verified webhook event that moves
+// its payment: claim the event, find the payment, save it, and enqueue the
+// delivery together with completing the event. maxDispatchRoundTrips is
+// the target per dispatched batch, however many deliveries it holds: claim
+// the batch, read its payments, complete the delivered entries. Only Redis
+// and PostgreSQL are held to them; MySQL and SQLite use transactions, so
+// their figures are reported.
+var (
+	maxWebhookRoundTrips  = map[string]int64{"redis": 4, "postgres": 4}
+	maxDispatchRoundTrips = map[string]int64{"redis": 3, "postgres": 3}
+)
+
+// Store round trips per webhook event and per delivery, through the webhook
+// handler and the dispatcher. The orchestrator gets the store itself, not
+// the counting wrapper, so that it finds the store's optional capabilities.
+func TestRoundTripsPerWebhookEvent(t *testing.T) {
+	t.Parallel()
+	const secret = paymux.Secret("whsec_roundtrips")
+	for _, name := range storeNames[1:] {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			st := newCountedStore(t, name)
+			o, err := paymux.New(paymux.Config{
+				Providers: []paymux.Provider{sim.New(sim.Config{WebhookSecret: secret})},
+				Store:     st.Store,
+				Logger:    slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var delivered atomic.Int64
+			disp, err := o.NewDispatcher(paymux.DispatcherOptions{
+				Subscriber: func(context.Context, paymux.Event, *paymux.Payment) error { delivered.Add(1); return nil },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp})
+			run := randomName("")
+			// capture authorises a payment for manual capture and returns a
+			// signed "captured" webhook for it, which moves its status.
+			capture := func(i string) ([]byte, http.Header) {
+				req := cardRequest("rtw-" + run + "-" + i)
+				req.Capture = paymux.CaptureManual
+				p, err := o.Authorize(ctx, req)
+				if err != nil || p.Status != paymux.StatusAuthorized {
+					t.Fatalf("Authorize: %v %v", p, err)
+				}
+				body := sim.EncodeWebhook(sim.WebhookPayload{
+					ID: "evt_" + run + "_" + i, Type: paymux.EventCaptured, Created: time.Now().Unix(),
+					Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount.Amount,
+					Currency: p.Amount.Currency, Success: true,
+				})
+				return body, sim.SignWebhook(secret, body, time.Now())
+			}
+			dispatchAll := func() int {
+				total := 0
+				for {
+					n, err := disp.DispatchDue(ctx)
+					if err != nil {
+						t.Fatalf("DispatchDue: %v", err)
+					}
+					total += n
+					if n == 0 {
+						return total
+					}
+				}
+			}
+			// Warm up: load scripts, prepare statements, fill the pool.
+			for i := range 3 {
+				body, hdr := capture(fmt.Sprintf("warm-%d", i))
+				if err := h.Ingest(ctx, sim.DefaultName, hdr, body); err != nil {
+					t.Fatalf("Ingest: %v", err)
+				}
+			}
+			dispatchAll()
+
+			const n = 20
+			type webhook struct {
+				body []byte
+				hdr  http.Header
+			}
+			hooks := make([]webhook, n)
+			for i := range hooks {
+				hooks[i].body, hooks[i].hdr = capture(strconv.Itoa(i))
+			}
+			worst, total := int64(0), int64(0)
+			for _, w := range hooks {
+				before := st.roundTrips()
+				if err := h.Ingest(ctx, sim.DefaultName, w.hdr, w.body); err != nil {
+					t.Fatalf("Ingest: %v", err)
+				}
+				got := st.roundTrips() - before
+				total += got
+				worst = max(worst, got)
+			}
+			t.Logf("%s: %.2f round trips per webhook event (worst %d, over %d)", name, float64(total)/n, worst, n)
+			if limit, ok := maxWebhookRoundTrips[name]; ok && worst > limit {
+				t.Errorf("%s: a webhook event took %d round trips, want at most %d", name, worst, limit)
+			}
+			// A duplicate costs the claim only. On Redis that is one script;
+			// the SQL claim tries the insert and the re-take before it reads
+			// the processed row, so it is reported.
+			before := st.roundTrips()
+			if err := h.Ingest(ctx, sim.DefaultName, hooks[0].hdr, hooks[0].body); err != nil {
+				t.Fatalf("Ingest duplicate: %v", err)
+			}
+			dup := st.roundTrips() - before
+			t.Logf("%s: %d round trips for a duplicate webhook event", name, dup)
+			if name == "redis" && dup != 1 {
+				t.Errorf("%s: a duplicate webhook took %d round trips, want 1", name, dup)
+			}
+
+			delivered.Store(0)
+			before = st.roundTrips()
+			if got := dispatchAll(); got != n {
+				t.Fatalf("dispatched %d, want %d", got, n)
+			}
+			batchTrips := st.roundTrips() - before
+			if delivered.Load() != n {
+				t.Fatalf("subscriber saw %d deliveries, want %d", delivered.Load(), n)
+			}
+			// One batch of n, then an empty claim that ends the loop.
+			perBatch := batchTrips - 1
+			t.Logf("%s: %d round trips for a batch of %d deliveries (%.2f per delivery), plus 1 for the empty poll",
+				name, perBatch, n, float64(perBatch)/n)
+			if limit, ok := maxDispatchRoundTrips[name]; ok && perBatch > limit {
+				t.Errorf("%s: a batch of %d deliveries took %d round trips, want at most %d", name, n, perBatch, limit)
+			}
+		})
+	}
+}
+
+// BenchmarkWebhookEventStore is one verified webhook event that moves its
+// payment (a refund's running total grows), plus its share of dispatching:
+// every 64 events the dispatcher delivers a batch. One goroutine, so ns/op
+// is the latency the store adds. roundtrips/op counts store round trips.
+func BenchmarkWebhookEventStore(b *testing.B) {
+	const secret = paymux.Secret("whsec_bench")
+	const pool = 64
+	for _, name := range storeNames {
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			st := newCountedStore(b, name)
+			o, err := paymux.New(paymux.Config{
+				Providers: []paymux.Provider{sim.New(sim.Config{WebhookSecret: secret})},
+				Store:     st.Store,
+				Logger:    slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			disp, err := o.NewDispatcher(paymux.DispatcherOptions{
+				Subscriber: func(context.Context, paymux.Event, *paymux.Payment) error { return nil },
+				Batch:      pool,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp})
+			run := randomName("")
+			pays := make([]*paymux.Payment, pool)
+			for i := range pays {
+				if pays[i], err = o.Authorize(ctx, cardRequest(fmt.Sprintf("wbench-%s-%d", run, i))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Event i refunds a running total of i/pool+1 of payment i%pool,
+			// more than the payment's last event did, so it moves it.
+			ingest := func(i int) {
+				p := pays[i%pool]
+				body := sim.EncodeWebhook(sim.WebhookPayload{
+					ID: fmt.Sprintf("evt_%s_%d", run, i), Type: paymux.EventRefunded, Created: time.Now().Unix(),
+					Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: int64(i/pool)%p.Amount.Amount + 1,
+					Currency: p.Amount.Currency, Success: true,
+				})
+				if err := h.Ingest(ctx, sim.DefaultName, sim.SignWebhook(secret, body, time.Now()), body); err != nil {
+					b.Fatalf("Ingest: %v", err)
+				}
+				if (i+1)%pool == 0 {
+					if _, err := disp.DispatchDue(ctx); err != nil {
+						b.Fatalf("DispatchDue: %v", err)
+					}
+				}
+			}
+			for i := range pool { // warm up: scripts, statements, pool
+				ingest(i)
+			}
+			var before int64
+			if st.roundTrips != nil {
+				before = st.roundTrips()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ingest(pool + i)
+			}
+			b.StopTimer()
+			if st.roundTrips != nil {
+				b.ReportMetric(float64(st.roundTrips()-before)/float64(b.N), "roundtrips/op")
+			}
 		})
 	}
 }
