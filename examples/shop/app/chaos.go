@@ -128,3 +128,62 @@ func (c *CuttableStore) ClaimDueDeliveries(ctx context.Context, now time.Time, l
 	}
 	return c.Store.ClaimDueDeliveries(ctx, now, lease, limit)
 }
+
+// The store's optional one-round-trip capabilities pass through the cut, so
+// that wrapping the store for chaos does not change how many round trips
+// the platform makes; a store without one gets the step-by-step calls.
+var (
+	_ paymux.EventCompleter    = (*CuttableStore)(nil)
+	_ paymux.DeliveryCompleter = (*CuttableStore)(nil)
+	_ paymux.PaymentsGetter    = (*CuttableStore)(nil)
+)
+
+func (c *CuttableStore) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
+	if err := c.down(); err != nil {
+		return err
+	}
+	if ec, ok := c.Store.(paymux.EventCompleter); ok {
+		return ec.CompleteEventWithDelivery(ctx, provider, eventID, ttl, d)
+	}
+	// The delivery first: the event is never marked without it.
+	if err := c.Store.EnqueueDelivery(ctx, d); err != nil {
+		return err
+	}
+	return c.Store.CompleteEvent(ctx, provider, eventID, ttl)
+}
+
+func (c *CuttableStore) CompleteDeliveries(ctx context.Context, ids []string) error {
+	if err := c.down(); err != nil {
+		return err
+	}
+	if dc, ok := c.Store.(paymux.DeliveryCompleter); ok {
+		return dc.CompleteDeliveries(ctx, ids)
+	}
+	for _, id := range ids {
+		if err := c.Store.CompleteDelivery(ctx, id); err != nil && !errors.Is(err, paymux.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *CuttableStore) GetPayments(ctx context.Context, ids []string) (map[string]*paymux.Payment, error) {
+	if err := c.down(); err != nil {
+		return nil, err
+	}
+	if pg, ok := c.Store.(paymux.PaymentsGetter); ok {
+		return pg.GetPayments(ctx, ids)
+	}
+	out := make(map[string]*paymux.Payment, len(ids))
+	for _, id := range ids {
+		p, err := c.Store.GetPayment(ctx, id)
+		if errors.Is(err, paymux.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[id] = p
+	}
+	return out, nil
+}
