@@ -26,7 +26,12 @@
 //
 // # Stores
 //
-// State lives in a Store: store/memory, store/redis or store/sql.
+// State lives in a Store: store/memory, store/redis or store/sql. A store
+// may also implement EventCompleter, DeliveryCompleter and PaymentsGetter,
+// which let the webhook path and the Dispatcher do in one round trip what
+// otherwise takes several; paymux finds them by type assertion, so a type
+// that wraps a Store should pass them through (or implement them by
+// calling the wrapped store's plain methods).
 //
 // # Errors
 //
