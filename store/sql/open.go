@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
@@ -82,8 +83,30 @@ type dsnConnector struct {
 	dsn string
 }
 
-func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
-func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
+// Connect opens a connection. Opening runs the DSN's pragmas, and switching
+// a fresh file to WAL needs its lock without waiting in the busy handler:
+// processes that open one new file at once can get SQLITE_BUSY there. That
+// one is waited out (up to about 10 s, like busy_timeout); any other error
+// is returned at once.
+func (c dsnConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		conn, err := c.drv.Open(c.dsn)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || attempt >= 200 {
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(5+attempt%10*5) * time.Millisecond):
+		}
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of "database is locked".
+const sqliteBusy = 5
+
+func (c dsnConnector) Driver() driver.Driver { return c.drv }
 
 // OpenDB opens a *sql.DB for dsn in dialect d (see Connector) with a pool
 // sized for a payment service: up to 32 connections, all kept idle, for
