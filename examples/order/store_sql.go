@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paymux/paymux/examples/internal/sqlutil"
+	sqlstore "github.com/paymux/paymux/store/sql"
 )
 
 // SQLStore keeps products, reservations and orders in PostgreSQL,
@@ -177,7 +178,7 @@ func (s *SQLStore) Product(ctx context.Context, id string) (Product, error) {
 func (s *SQLStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.tx1(ctx, fn)
-		if err == nil || attempt == 5 || !sqlutil.Retryable(err) {
+		if err == nil || attempt == 5 || !sqlstore.Retryable(err) {
 			return err
 		}
 	}
@@ -350,35 +351,45 @@ func (s *SQLStore) Release(ctx context.Context, orderID string) error {
 }
 
 func (s *SQLStore) Commit(ctx context.Context, orderID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET state = 'committed' WHERE order_id = ? AND state = 'held'`), orderID)
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.commitIn(ctx, tx, orderID, nil) })
+}
+
+// commitIn commits orderID's reservation in tx and records its sales: items,
+// or, when nil, the reserved ones. ErrNotFound: nothing held or committed
+// (released, or never reserved); committed already: nil, nothing written.
+func (s *SQLStore) commitIn(ctx context.Context, tx *sql.Tx, orderID string, items []Item) error {
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET state = 'committed' WHERE order_id = ? AND state = 'held'`), orderID)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		var state string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT state FROM {p}reservations WHERE order_id = ?`), orderID).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && state != "committed" {
+			return ErrNotFound
+		}
+		return err
+	}
+	if items == nil {
+		hs, err := s.reservationItems(ctx, tx, orderID)
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
+		for _, h := range hs {
+			items = append(items, h.Item)
+		}
+	}
+	pre, suf := s.d.InsertIgnore()
+	for _, it := range items {
+		if _, err := tx.ExecContext(ctx, s.q(pre+` {p}sales (order_id, product_id, qty) VALUES (?, ?, ?)`+suf), orderID, it.ProductID, it.Quantity); err != nil {
 			return err
 		}
-		if n == 0 {
-			var state string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT state FROM {p}reservations WHERE order_id = ?`), orderID).Scan(&state)
-			if errors.Is(err, sql.ErrNoRows) || state == "released" {
-				return ErrNotFound
-			}
-			return err
-		}
-		items, err := s.reservationItems(ctx, tx, orderID)
-		if err != nil {
-			return err
-		}
-		pre, suf := s.d.InsertIgnore()
-		for _, it := range items {
-			if _, err := tx.ExecContext(ctx, s.q(pre+` {p}sales (order_id, product_id, qty) VALUES (?, ?, ?)`+suf), orderID, it.ProductID, it.Quantity); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (s *SQLStore) ExpiredReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
@@ -527,29 +538,9 @@ func (s *SQLStore) commitAndSave(ctx context.Context, next *Order, before int64,
 		} else if n != 1 {
 			return ErrConflict
 		}
-		res, err = tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET state = 'committed' WHERE order_id = ? AND state = 'held'`), next.ID)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			var state string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT state FROM {p}reservations WHERE order_id = ?`), next.ID).Scan(&state)
-			if errors.Is(err, sql.ErrNoRows) || err == nil && state != "committed" {
-				return ErrNotFound
-			}
-			return err // committed already (nil): only the order's save was left
-		}
-		pre, suf := s.d.InsertIgnore()
-		for _, it := range next.Items {
-			if _, err := tx.ExecContext(ctx, s.q(pre+` {p}sales (order_id, product_id, qty) VALUES (?, ?, ?)`+suf), next.ID, it.ProductID, it.Quantity); err != nil {
-				return err
-			}
-		}
-		return nil
+		// The order's items are what was reserved (PlaceOrder reserves
+		// them): no read of the reservation's.
+		return s.commitIn(ctx, tx, next.ID, next.Items)
 	})
 }
 

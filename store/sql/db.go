@@ -77,10 +77,11 @@ type execer interface {
 // break a deadlock.
 const maxAttempts = 3
 
-// retryable reports whether the database rolled the statement or
+// Retryable reports whether the database rolled the statement or
 // transaction back to break a deadlock or a serialisation conflict, so that
-// running it again is safe and likely to succeed.
-func retryable(err error) bool {
+// running it again is safe and likely to succeed. Code that keeps its own
+// tables next to paymux's (the example services) uses it too.
+func Retryable(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		return me.Number == 1213 // ER_LOCK_DEADLOCK
@@ -98,7 +99,7 @@ func (s *Store) exec(ctx context.Context, q query, a ...any) (sql.Result, error)
 	args := q.args(a)
 	for attempt := 1; ; attempt++ {
 		res, err := s.db.ExecContext(ctx, q.text, args...)
-		if err == nil || attempt == maxAttempts || !retryable(err) {
+		if err == nil || attempt == maxAttempts || !Retryable(err) {
 			return res, err
 		}
 	}
@@ -126,7 +127,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx execer) error) error {
 		} else {
 			err = s.stdTx(ctx, fn)
 		}
-		if err == nil || attempt == maxAttempts || !retryable(err) {
+		if err == nil || attempt == maxAttempts || !Retryable(err) {
 			return err
 		}
 	}

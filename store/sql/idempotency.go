@@ -239,7 +239,7 @@ func (s *Store) CompleteIdempotency(ctx context.Context, key, token string, p *p
 		args := s.q.completePG.args([]any{key, token, nowN, row.id, row.provider, row.ref, row.status, row.updated, row.version, row.data, p.Version})
 		for attempt := 1; ; attempt++ {
 			err = s.db.QueryRowContext(ctx, s.q.completePG.text, args...).Scan(&held, &done)
-			if err == nil || attempt == maxAttempts || !retryable(err) {
+			if err == nil || attempt == maxAttempts || !Retryable(err) {
 				break
 			}
 		}

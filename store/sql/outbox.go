@@ -161,7 +161,7 @@ func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease tim
 			if err == nil {
 				out, err = scanDeliveries(rows)
 			}
-			if err == nil || attempt == maxAttempts || !retryable(err) {
+			if err == nil || attempt == maxAttempts || !Retryable(err) {
 				break
 			}
 		}

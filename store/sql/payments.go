@@ -104,7 +104,7 @@ func (s *Store) SavePayment(ctx context.Context, p *paymux.Payment, expectedVers
 	defer unlock()
 	for attempt := 1; ; attempt++ {
 		err = s.writePayment(ctx, s.db, row, expectedVersion)
-		if err == nil || attempt == maxAttempts || !retryable(err) {
+		if err == nil || attempt == maxAttempts || !Retryable(err) {
 			break
 		}
 	}

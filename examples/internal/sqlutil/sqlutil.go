@@ -3,28 +3,9 @@
 package sqlutil
 
 import (
-	"errors"
 	"strconv"
 	"strings"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// Retryable reports whether the database rolled a transaction back to break
-// a deadlock or a serialisation conflict, so that running all of it again is
-// safe and likely to succeed.
-func Retryable(err error) bool {
-	var me *mysql.MySQLError
-	if errors.As(err, &me) {
-		return me.Number == 1213 // ER_LOCK_DEADLOCK
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe.Code == "40P01" || pe.Code == "40001"
-	}
-	return false
-}
 
 // Dialect names a SQL flavour.
 type Dialect string
