@@ -51,8 +51,16 @@ func RedisURL() string { return env("PAYMUX_REDIS_URL", "redis://127.0.0.1:6379/
 // NATSURL is the URL the tests use.
 func NATSURL() string { return env("PAYMUX_NATS_URL", "nats://127.0.0.1:4222") }
 
+// maxTestConns bounds each test database's pool: go test runs packages in
+// parallel and tests run subtests in parallel, and unbounded pools under a
+// race of goroutines exhausted the servers' connection limits (PostgreSQL's
+// default is 100) and failed unrelated tests.
+const maxTestConns = 12
+
 func ping(t testing.TB, db *sql.DB, what, envVar string) {
 	t.Helper()
+	db.SetMaxOpenConns(maxTestConns)
+	db.SetMaxIdleConns(maxTestConns)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
