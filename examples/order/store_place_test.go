@@ -171,3 +171,48 @@ func TestStoreCommitAndSave(t *testing.T) {
 		}
 	})
 }
+
+// The worker and a webhook may both try to settle one order: exactly one
+// one-step commit wins and the stock is sold once.
+func TestStoreCommitAndSaveRace(t *testing.T) {
+	eachStore(t, func(t *testing.T, st order.Store) {
+		ctx := context.Background()
+		seed(t, st, "p", 5)
+		now := time.Now().Truncate(time.Millisecond)
+		o, _, err := st.PlaceOrder(ctx, newOrder("race", "", now), now.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		paid := *o
+		paid.Status, paid.UpdatedAt = order.StatusPaid, now.Add(time.Millisecond)
+		var won, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				next := paid
+				ok, err := order.CommitAndSave(ctx, st, &next, o.Version, o.Status)
+				switch {
+				case !ok:
+				case err == nil:
+					won.Add(1)
+				case errors.Is(err, order.ErrConflict):
+					conflicts.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if won.Load()+conflicts.Load() == 0 {
+			t.Skip("this store settles step by step")
+		}
+		if won.Load() != 1 {
+			t.Fatalf("%d one-step commits won, want exactly 1", won.Load())
+		}
+		if sold := soldOf(t, st, "p"); sold != 1 {
+			t.Fatalf("sold %d, want 1", sold)
+		}
+	})
+}
