@@ -91,9 +91,12 @@ type dsnConnector struct {
 func (c dsnConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		conn, err := c.drv.Open(c.dsn)
+		if err == nil {
+			return newStmtCacheConn(conn), nil
+		}
 		var se *sqlite.Error
-		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || attempt >= 200 {
-			return conn, err
+		if !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || attempt >= 200 {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
