@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"strings"
 )
 
 // maxCachedStmts bounds a connection's statement cache. The store runs a few
@@ -64,7 +65,9 @@ func (c *stmtCacheConn) cached(ctx context.Context, query string) (*cachedStmt, 
 		}
 		return cs, nil
 	}
-	if len(c.stmts) >= maxCachedStmts {
+	if len(c.stmts) >= maxCachedStmts || strings.Contains(strings.TrimRight(query, "; \t\n"), ";") {
+		// A script of several statements runs uncached (the driver runs
+		// them one by one); so does a ';' in a literal, to be safe.
 		return nil, nil
 	}
 	st, err := c.inner.(driver.ConnPrepareContext).PrepareContext(ctx, query)
@@ -73,9 +76,7 @@ func (c *stmtCacheConn) cached(ctx context.Context, query string) (*cachedStmt, 
 	}
 	_, execs := st.(driver.StmtExecContext)
 	_, queries := st.(driver.StmtQueryContext)
-	if !execs || !queries || st.NumInput() < 0 {
-		// A statement that cannot say how many arguments it takes (a
-		// script of several statements) is not kept.
+	if !execs || !queries {
 		_ = st.Close()
 		return nil, nil
 	}

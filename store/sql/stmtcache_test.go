@@ -89,3 +89,22 @@ func TestSQLiteStatementCache(t *testing.T) {
 		t.Fatalf("cached count after the schema change = %d, %v; want 1", n, err)
 	}
 }
+
+// A script of several statements still runs every statement.
+func TestSQLiteStatementCacheScripts(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlstore.OpenDB(sqlstore.SQLite, "file:"+filepath.Join(t.TempDir(), "script.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS a (x INTEGER); CREATE TABLE IF NOT EXISTS b (y INTEGER); INSERT INTO b VALUES (1);`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM b`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("script ran its last statement %d times, %v; want 2", n, err)
+	}
+}
