@@ -68,11 +68,6 @@ type Service struct {
 	catMu   sync.Mutex
 	catalog map[string]Product // product definitions, without stock
 	catAt   time.Time
-
-	// seen remembers how this process last saw recent orders' payments
-	// settled, so that the provider's webhook for a payment the worker has
-	// already recorded (the usual case) costs no read.
-	seen settledOrders
 }
 
 // New checks cfg and builds the service. Call Start to run its workers.

@@ -175,9 +175,6 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	}
 	probe := *o
 	changed, moved := move(&probe)
-	if !changed && read == nil {
-		s.seen.add(o)
-	}
 	if !changed {
 		if next == StatusPaid && (o.Status == StatusExpired || o.Status == StatusFailed || o.Status == StatusCancelled) {
 			// Authorised after the order ended (another instance expired it
@@ -201,7 +198,6 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			err := cs.commitAndSave(ctx, &probe, o.Version, o.Status)
 			if err == nil {
 				probe.Version = o.Version + 1
-				s.seen.add(&probe)
 				s.broker.publish(&probe)
 				return &probe, nil
 			}
@@ -232,7 +228,6 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	if !moved {
 		return o, nil
 	}
-	s.seen.add(o)
 	if !soldStatus(o.Status) {
 		// A failed or cancelled order's stock goes back. Should this keep
 		// failing, the expiry sweep releases it (expireReservations).
@@ -253,47 +248,6 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	}
 	s.broker.publish(o)
 	return o, nil
-}
-
-// settled is what a payment decides of its order: the status and the
-// payment and provider recorded on it.
-type settled struct {
-	status            Status
-	payment, provider string
-}
-
-func settledOf(p *paymux.Payment) settled {
-	return settled{orderStatusOf(p), p.ID, p.Provider}
-}
-
-// settledOrders is a bounded memory of orders' settled states: two
-// generations of up to settledGeneration entries each; when the newer fills
-// up, the older is dropped. Forgetting only costs a read.
-type settledOrders struct {
-	mu          sync.Mutex
-	cur, before map[string]settled
-}
-
-const settledGeneration = 50_000
-
-func (m *settledOrders) add(o *Order) {
-	v := settled{o.Status, o.PaymentID, o.Provider}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cur == nil || len(m.cur) >= settledGeneration {
-		m.before, m.cur = m.cur, make(map[string]settled, 1024)
-	}
-	m.cur[o.ID] = v
-}
-
-func (m *settledOrders) has(id string, want settled) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, ok := m.cur[id]
-	if !ok {
-		v, ok = m.before[id]
-	}
-	return ok && v == want
 }
 
 // soldStatus reports whether an order in st has taken its stock for good.
@@ -337,13 +291,6 @@ func (s *Service) settleStock(ctx context.Context, o *Order, p *paymux.Payment) 
 func (s *Service) OnPaymentEvent(ctx context.Context, ev paymux.Event, p *paymux.Payment) error {
 	if p == nil {
 		return nil // a payment this shop never made
-	}
-	if s.seen.has(p.IdempotencyKey, settledOf(p)) {
-		// This process saved or read the order in exactly the state this
-		// payment gives it. Orders only move forward, and this state is
-		// where the payment puts them, so applying it again would change
-		// nothing whatever happened since.
-		return nil
 	}
 	_, err := s.applyPayment(ctx, p.IdempotencyKey, p, nil)
 	if errors.Is(err, ErrNotFound) {
