@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -173,13 +174,19 @@ func (s *SQLStore) Product(ctx context.Context, id string) (Product, error) {
 	return scanProduct(raw, stock)
 }
 
-// tx runs fn in a transaction, again (up to 5 times) when the database rolled
-// it back to break a deadlock: fn must start from scratch each time.
+// tx runs fn in a transaction, again (up to 8 times, after a short random
+// pause so the deadlocked transactions do not meet again) when the database
+// rolled it back to break a deadlock: fn must start from scratch each time.
 func (s *SQLStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := s.tx1(ctx, fn)
-		if err == nil || attempt == 5 || !sqlstore.Retryable(err) {
+		if err == nil || attempt == 8 || !sqlstore.Retryable(err) {
 			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(1+rand.IntN(2*attempt)) * time.Millisecond):
 		}
 	}
 }
