@@ -172,17 +172,20 @@ func runStorm(t *testing.T, st paymux.Store, n int) {
 			defer wg.Done()
 			for d := range work {
 				// A 503 (the same event busy in another handler) is what a
-				// provider retries: do the same.
+				// provider retries, for hours: do the same, for a while. (A
+				// budget of 50 quick tries ran out on a loaded CI machine
+				// while the first handler was still committing.)
+				deadline := time.Now().Add(20 * time.Second)
 				for try := 0; ; try++ {
 					code := post(t, srv.URL+"/webhooks/a", d.body, d.h)
 					if code == 200 {
 						break
 					}
-					if code != 503 || try > 50 {
+					if code != 503 || time.Now().After(deadline) {
 						non2xx.Add(1)
 						break
 					}
-					time.Sleep(time.Millisecond)
+					time.Sleep(time.Duration(min(1+try, 20)) * time.Millisecond)
 				}
 			}
 		}()
