@@ -278,9 +278,8 @@ func (h *WebhookHandler) complete(ctx context.Context, ev *Event, p *Payment) er
 		if p != nil {
 			paymentID = p.ID
 		}
-		del := d.newDelivery(ev, paymentID)
 		if ec, ok := st.(EventCompleter); ok {
-			if err := ec.CompleteEventWithDelivery(ctx, ev.Provider, ev.ID, h.opts.EventTTL, del); err != nil {
+			if err := ec.CompleteEventWithDelivery(ctx, ev.Provider, ev.ID, h.opts.EventTTL, d.newDelivery(ev, paymentID)); err != nil {
 				// Neither happened (or the answer was lost after both did,
 				// which the release cannot undo): the redelivery re-applies,
 				// which changes nothing, and enqueues.
@@ -290,11 +289,10 @@ func (h *WebhookHandler) complete(ctx context.Context, ev *Event, p *Payment) er
 			d.notify()
 			return nil
 		}
-		if err := st.EnqueueDelivery(ctx, del); err != nil {
+		if err := d.enqueue(ctx, ev, paymentID); err != nil {
 			h.release(ctx, ev)
-			return storeErr("enqueue delivery", err)
+			return err
 		}
-		d.notify()
 	}
 	if err := st.CompleteEvent(ctx, ev.Provider, ev.ID, h.opts.EventTTL); err != nil {
 		// Applied and enqueued, but not marked: a redelivery re-applies,

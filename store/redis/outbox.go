@@ -55,15 +55,15 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	if ttl <= 0 {
 		ttl = s.opts.EventTTL
 	}
-	args, err := enqueueArgs(d)
-	if err != nil {
-		return err
-	}
 	if _, oneServer := s.c.(*redis.Client); !oneServer {
-		if err := enqueueScript.Run(ctx, s.c, []string{s.deliveryKey(d.ID), s.dueKey()}, args...).Err(); err != nil {
+		if err := s.EnqueueDelivery(ctx, d); err != nil {
 			return err
 		}
 		return s.CompleteEvent(ctx, provider, eventID, ttl)
+	}
+	args, err := enqueueArgs(d)
+	if err != nil {
+		return err
 	}
 	return completeEventScript.Run(ctx, s.c,
 		[]string{s.deliveryKey(d.ID), s.dueKey(), s.eventKey(provider, eventID)},
