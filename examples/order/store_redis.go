@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -99,19 +100,27 @@ func (s *RedisStore) Product(ctx context.Context, id string) (Product, error) {
 // (product, qty) pairs. Returns 1 reserved (or already), 0 sold out, -1 unknown product.
 var reserveScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
-for i = 3, #ARGV, 2 do
+` + takeStockLua(3) + `
+return 1
+`)
+
+// takeStockLua is the Lua that takes a reservation's stock, shared by
+// reserveScript and placeScript: KEYS stock, res, held, products; ARGV[1]
+// the order id, ARGV[2] until, and (product, qty) pairs from ARGV[first].
+// It returns 0 (sold out) or -1 (unknown product) having taken nothing.
+func takeStockLua(first int) string {
+	return strings.ReplaceAll(`for i = FIRST, #ARGV, 2 do
   if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then return -1 end
   local have = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
   if have < tonumber(ARGV[i+1]) then return 0 end
 end
-for i = 3, #ARGV, 2 do
+for i = FIRST, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i+1]))
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1])
 end
 redis.call('HSET', KEYS[2], '_state', 'held')
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return 1
-`)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])`, "FIRST", strconv.Itoa(first))
+}
 
 func (s *RedisStore) Reserve(ctx context.Context, orderID string, items []Item, until time.Time) error {
 	args := []any{orderID, until.UnixMilli()}
@@ -142,18 +151,27 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 `)
 
-var commitScript = redis.NewScript(`
-local st = redis.call('HGET', KEYS[1], '_state')
-if st == 'committed' then return 1 end
-if st ~= 'held' then return 0 end
-local f = redis.call('HGETALL', KEYS[1])
-for i = 1, #f, 2 do
-  if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
-end
-redis.call('HSET', KEYS[1], '_state', 'committed')
-redis.call('ZREM', KEYS[3], ARGV[1])
+var commitScript = redis.NewScript(commitLua("0") + `
 return 1
 `)
+
+// commitLua is the Lua that commits a reservation, shared by commitScript
+// and commitSaveScript: KEYS res, sold, held; ARGV[1] the order id. A
+// reservation committed already is left as it is; one neither held nor
+// committed returns notHeld.
+func commitLua(notHeld string) string {
+	return `
+local st = redis.call('HGET', KEYS[1], '_state')
+if st ~= 'committed' then
+  if st ~= 'held' then return ` + notHeld + ` end
+  local f = redis.call('HGETALL', KEYS[1])
+  for i = 1, #f, 2 do
+    if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
+  end
+  redis.call('HSET', KEYS[1], '_state', 'committed')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end`
+}
 
 func (s *RedisStore) Release(ctx context.Context, orderID string) error {
 	return releaseScript.Run(ctx, s.rdb, []string{s.resKey(orderID), s.stockKey(), s.heldKey()}, orderID, "released").Err()
@@ -279,17 +297,7 @@ func (s *RedisStore) cluster() bool {
 var placeScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[5]) == 1 then return redis.call('HMGET', KEYS[5], 'data', 'version') end
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  for i = 7, #ARGV, 2 do
-    if redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0 then return -1 end
-    local have = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-    if have < tonumber(ARGV[i+1]) then return 0 end
-  end
-  for i = 7, #ARGV, 2 do
-    redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i+1]))
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1])
-  end
-  redis.call('HSET', KEYS[2], '_state', 'held')
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+` + takeStockLua(7) + `
 end
 redis.call('HSET', KEYS[5], 'data', ARGV[3], 'version', 1)
 redis.call('ZADD', KEYS[6], ARGV[5], ARGV[1])
@@ -311,10 +319,7 @@ func (s *RedisStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) 
 	if err != nil {
 		return nil, false, err
 	}
-	hasUser := "0"
-	if o.UserID != "" {
-		hasUser = "1"
-	}
+	hasUser := flag(o.UserID != "")
 	args := make([]any, 0, 6+2*len(o.Items))
 	args = append(args, o.ID, until.UnixMilli(), raw, o.CreatedAt.UnixMilli(), o.UpdatedAt.UnixMilli(), hasUser)
 	for _, it := range o.Items {
@@ -354,22 +359,21 @@ func (s *RedisStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) 
 // commit.
 var commitSaveScript = redis.NewScript(`
 if redis.call('HGET', KEYS[4], 'version') ~= ARGV[2] then return -2 end
-local st = redis.call('HGET', KEYS[1], '_state')
-if st ~= 'committed' then
-  if st ~= 'held' then return -1 end
-  local f = redis.call('HGETALL', KEYS[1])
-  for i = 1, #f, 2 do
-    if f[i] ~= '_state' then redis.call('HINCRBY', KEYS[2], f[i], tonumber(f[i+1])) end
-  end
-  redis.call('HSET', KEYS[1], '_state', 'committed')
-  redis.call('ZREM', KEYS[3], ARGV[1])
-end
+` + commitLua("-1") + `
 redis.call('HSET', KEYS[4], 'data', ARGV[3], 'version', tonumber(ARGV[2]) + 1)
 if KEYS[5] ~= KEYS[6] then redis.call('ZREM', KEYS[5], ARGV[1]) end
 redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[7], ARGV[5], ARGV[1]) end
 return 1
 `)
+
+// flag is a script's boolean argument.
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
 
 // errStepByStep tells the caller to settle with separate calls.
 var errStepByStep = errors.New("order: this store settles step by step")
@@ -382,10 +386,7 @@ func (s *RedisStore) commitAndSave(ctx context.Context, next *Order, before int6
 	if err != nil {
 		return err
 	}
-	hasUser := "0"
-	if next.UserID != "" {
-		hasUser = "1"
-	}
+	hasUser := flag(next.UserID != "")
 	keys := []string{s.resKey(next.ID), s.soldKey(), s.heldKey(), s.orderKey(next.ID), s.statusKey(old), s.statusKey(next.Status), s.userKey(next.UserID)}
 	n, err := commitSaveScript.Run(ctx, s.rdb, keys, next.ID, strconv.FormatInt(before, 10), raw,
 		next.UpdatedAt.UnixMilli(), next.CreatedAt.UnixMilli(), hasUser).Int()
@@ -431,10 +432,7 @@ func (s *RedisStore) updateOrder(ctx context.Context, id string, first *Order, f
 		}
 		if !s.cluster() {
 			// One node: the save and its index entries in one script.
-			hasUser := "0"
-			if o.UserID != "" {
-				hasUser = "1"
-			}
+			hasUser := flag(o.UserID != "")
 			n, err := casIndexScript.Run(ctx, s.rdb, []string{s.orderKey(id), s.statusKey(old), s.statusKey(o.Status), s.userKey(o.UserID)},
 				strconv.FormatInt(before, 10), raw, id, o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), hasUser).Int()
 			if err != nil || n != 1 {

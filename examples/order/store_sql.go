@@ -227,25 +227,32 @@ func (s *SQLStore) Reserve(ctx context.Context, orderID string, items []Item, un
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err // reserved already: idempotent
 		}
-		// Products in id order, so multi-product reservations lock rows in
-		// the same order and cannot deadlock.
-		sorted := append([]Item(nil), items...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i].ProductID < sorted[j].ProductID })
-		hs := make([]held, 0, len(items))
-		for _, it := range sorted {
-			takes, err := s.take(ctx, tx, orderID, it)
-			if err != nil {
-				return err // rolls back the row and every take
-			}
-			hs = append(hs, held{Item: it, Takes: takes})
-		}
-		raw, err := json.Marshal(hs)
+		raw, err := s.takeAll(ctx, tx, orderID, items)
 		if err != nil {
-			return err
+			return err // rolls back the row and every take
 		}
-		_, err = tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET items = ? WHERE order_id = ?`), string(raw), orderID)
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE {p}reservations SET items = ? WHERE order_id = ?`), raw, orderID)
 		return err
 	})
+}
+
+// takeAll takes every item's stock for orderID in tx and returns what it
+// took, as the reservation's items column. Products go in id order, so
+// multi-product reservations lock rows in the same order and cannot
+// deadlock. On an error the caller rolls back, which returns every take.
+func (s *SQLStore) takeAll(ctx context.Context, tx *sql.Tx, orderID string, items []Item) (string, error) {
+	sorted := append([]Item(nil), items...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ProductID < sorted[j].ProductID })
+	hs := make([]held, 0, len(sorted))
+	for _, it := range sorted {
+		takes, err := s.take(ctx, tx, orderID, it)
+		if err != nil {
+			return "", err
+		}
+		hs = append(hs, held{Item: it, Takes: takes})
+	}
+	raw, err := json.Marshal(hs)
+	return string(raw), err
 }
 
 // take decrements the item's product's stock: the whole quantity from one
@@ -438,7 +445,7 @@ func (s *SQLStore) CreateOrder(ctx context.Context, o *Order) (*Order, bool, err
 		return nil, false, err
 	}
 	pre, suf := s.d.InsertIgnore()
-	res, err := s.db.ExecContext(ctx, s.q(pre+` {p}orders (id, user_id, status, updated_ms, created_ms, version, data) VALUES (?, ?, ?, ?, ?, 1, ?)`+suf),
+	res, err := s.db.ExecContext(ctx, s.q(pre+insertOrderSQL+suf),
 		o.ID, o.UserID, string(o.Status), o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), raw)
 	if err != nil {
 		return nil, false, err
@@ -470,7 +477,7 @@ func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*
 	var exists, remnant bool
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		exists, remnant = false, false
-		res, err := tx.ExecContext(ctx, s.q(pre+` {p}orders (id, user_id, status, updated_ms, created_ms, version, data) VALUES (?, ?, ?, ?, ?, 1, ?)`+suf),
+		res, err := tx.ExecContext(ctx, s.q(pre+insertOrderSQL+suf),
 			o.ID, o.UserID, string(o.Status), o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), raw)
 		if err != nil {
 			return err
@@ -481,21 +488,11 @@ func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*
 			exists = true
 			return errRollback
 		}
-		sorted := append([]Item(nil), o.Items...)
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i].ProductID < sorted[j].ProductID })
-		hs := make([]held, 0, len(sorted))
-		for _, it := range sorted {
-			takes, err := s.take(ctx, tx, o.ID, it)
-			if err != nil {
-				return err // rolls back the order and every take
-			}
-			hs = append(hs, held{Item: it, Takes: takes})
-		}
-		items, err := json.Marshal(hs)
+		items, err := s.takeAll(ctx, tx, o.ID, o.Items)
 		if err != nil {
-			return err
+			return err // rolls back the order and every take
 		}
-		res, err = tx.ExecContext(ctx, s.q(pre+` {p}reservations (order_id, items, until_ms, state) VALUES (?, ?, ?, 'held')`+suf), o.ID, string(items), until.UnixMilli())
+		res, err = tx.ExecContext(ctx, s.q(pre+` {p}reservations (order_id, items, until_ms, state) VALUES (?, ?, ?, 'held')`+suf), o.ID, items, until.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -570,6 +567,14 @@ SELECT (SELECT count(*) FROM o), COALESCE((SELECT state FROM rs), '')`),
 	return ErrConflict
 }
 
+// The order statements that more than one method runs: the insert of a
+// new order (after the dialect's INSERT IGNORE prefix) and the
+// compare-and-set save.
+const (
+	insertOrderSQL = ` {p}orders (id, user_id, status, updated_ms, created_ms, version, data) VALUES (?, ?, ?, ?, ?, 1, ?)`
+	saveOrderSQL   = `UPDATE {p}orders SET data = ?, status = ?, updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?`
+)
+
 // errRollback ends a transaction that found its work done already.
 var errRollback = errors.New("order: nothing to do")
 
@@ -584,7 +589,7 @@ func (s *SQLStore) commitAndSave(ctx context.Context, next *Order, before int64,
 		return s.commitAndSavePostgres(ctx, next, before, raw)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE {p}orders SET data = ?, status = ?, updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?`),
+		res, err := tx.ExecContext(ctx, s.q(saveOrderSQL),
 			raw, string(next.Status), next.UpdatedAt.UnixMilli(), next.ID, before)
 		if err != nil {
 			return err
@@ -628,7 +633,7 @@ func (s *SQLStore) updateOrder(ctx context.Context, id string, first *Order, fn 
 		if err != nil {
 			return false, err
 		}
-		res, err := s.db.ExecContext(ctx, s.q(`UPDATE {p}orders SET data = ?, status = ?, updated_ms = ?, version = version + 1 WHERE id = ? AND version = ?`),
+		res, err := s.db.ExecContext(ctx, s.q(saveOrderSQL),
 			raw, string(o.Status), o.UpdatedAt.UnixMilli(), id, before)
 		if err != nil {
 			return false, err
