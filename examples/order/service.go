@@ -520,25 +520,22 @@ func (s *Service) handleOrderEvents(w http.ResponseWriter, r *http.Request) {
 	if send(o) {
 		return
 	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
 	for {
-		select {
-		case <-r.Context().Done():
+		// The long poll's wait: this process's updates at once, other
+		// instances' within a second; a comment line after 15 s of quiet
+		// keeps proxies from closing the stream.
+		next := s.awaitChange(r.Context(), id, o, last, 15*time.Second, ch)
+		if r.Context().Err() != nil {
 			return
-		case o := <-ch:
-			if send(o) {
-				return
-			}
-		case <-tick.C:
-			if o, err := s.cfg.Store.GetOrder(r.Context(), id); err == nil && send(o) {
-				return
-			}
-		case <-keepalive.C:
+		}
+		if next.Status == last {
 			fmt.Fprint(w, ": keep-alive\n\n")
 			fl.Flush()
+			continue
+		}
+		o = next
+		if send(o) {
+			return
 		}
 	}
 }
