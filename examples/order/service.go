@@ -64,6 +64,8 @@ type Service struct {
 	// order's worker attempts, for MaxPayAttempts.
 	paying   sync.Map
 	attempts sync.Map
+	placed   *justWritten // orders checkout placed, for this process's workers
+	settled  *justWritten // orders a worker saved as sold, for the webhook that follows
 
 	catMu   sync.Mutex
 	catalog map[string]Product // product definitions, without stock
@@ -96,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Service{cfg: cfg, broker: newBroker()}, nil
+	return &Service{cfg: cfg, broker: newBroker(), placed: newJustWritten(justWrittenSize), settled: newJustWritten(justWrittenSize)}, nil
 }
 
 // Register mounts the service's routes on mux.
@@ -373,7 +375,11 @@ func (s *Service) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	// other published, and a retry may follow a lost publish. Paying is
 	// idempotent by order id.
 	if stored.Status == StatusQueued {
+		if _, inProcess := s.cfg.Queue.(*MemoryQueue); created && inProcess {
+			s.placed.put(stored, now) // this process's workers take it
+		}
 		if err := s.cfg.Queue.Publish(cctx, orderID); err != nil {
+			s.placed.drop(orderID)
 			// Still queued in the store: the recovery sweep publishes it.
 			s.cfg.Logger.Warn("order: publish failed; recovery will pick it up", "order", orderID, "err", err)
 		}
@@ -439,7 +445,8 @@ func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
 
 // awaitChange waits until the order's status is not after, for at most
 // wait, and returns the order as last seen. Changes made in this process
-// arrive on updates; a read every second catches those of other instances.
+// arrive on updates; a read every second catches those of other instances,
+// except while this process's own workers hold the order.
 func (s *Service) awaitChange(ctx context.Context, id string, o *Order, after Status, wait time.Duration, updates chan *Order) *Order {
 	if o.Status != after || o.Status.Final() {
 		return o
@@ -459,6 +466,11 @@ func (s *Service) awaitChange(ctx context.Context, id string, o *Order, after St
 				o = u
 			}
 		case <-tick.C:
+			if s.placed.has(id) || s.busy(id) {
+				// Queued for or being paid by this process's workers: its
+				// next change is published here.
+				continue
+			}
 			if cur, err := s.cfg.Store.GetOrder(ctx, id); err == nil {
 				o = cur
 			}

@@ -216,3 +216,45 @@ func TestStoreCommitAndSaveRace(t *testing.T) {
 		}
 	})
 }
+
+// A large stock is split over rows; an order whose own row runs low takes
+// its units from the others, so a drop sells every unit it can, and two
+// items of one order are taken together or not at all.
+func TestStorePlaceOrderSellsTheLastUnits(t *testing.T) {
+	eachStore(t, func(t *testing.T, st order.Store) {
+		ctx := context.Background()
+		const stock, qty = 1024, 7 // four rows of 256 on SQL stores
+		seed(t, st, "p", stock)
+		seed(t, st, "q", stock)
+		now := time.Now().Truncate(time.Millisecond)
+		var units atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					o := newOrder(fmt.Sprintf("w%d-%d", w, i), "", now)
+					o.Items = []order.Item{{ProductID: "q", Quantity: 1, UnitPrice: 1000}, {ProductID: "p", Quantity: qty, UnitPrice: 1000}}
+					_, ok, err := st.PlaceOrder(ctx, o, now.Add(time.Minute))
+					if errors.Is(err, order.ErrSoldOut) {
+						return
+					}
+					if err != nil || !ok {
+						t.Errorf("PlaceOrder: created=%v err=%v", ok, err)
+						return
+					}
+					units.Add(qty)
+				}
+			}()
+		}
+		wg.Wait()
+		sold := units.Load()
+		if left := stockOf(t, st, "p"); int64(left) != stock-sold || left >= qty {
+			t.Fatalf("sold %d of %d, %d left: want every whole order sold and the stock to match", sold, stock, left)
+		}
+		if left := stockOf(t, st, "q"); int64(left) != stock-sold/qty {
+			t.Fatalf("q: %d left after %d orders: an order took one item without the other", left, sold/qty)
+		}
+	})
+}

@@ -26,7 +26,11 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 	// instance replays Authorize, which is idempotent by order id.
 	s.paying.Store(orderID, struct{}{}) // before the read, so the sweep cannot slip in between
 	defer s.paying.Delete(orderID)
-	o, err := s.cfg.Store.GetOrder(ctx, orderID)
+	o, ok := s.placed.take(orderID)
+	var err error
+	if !ok {
+		o, err = s.cfg.Store.GetOrder(ctx, orderID)
+	}
 	if errors.Is(err, ErrNotFound) {
 		s.attempts.Delete(orderID)
 		return nil // nothing to pay
@@ -198,6 +202,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			err := cs.commitAndSave(ctx, &probe, o.Version, o.Status)
 			if err == nil {
 				probe.Version = o.Version + 1
+				s.settled.put(&probe, s.now())
 				s.broker.publish(&probe)
 				return &probe, nil
 			}
@@ -228,7 +233,9 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	if !moved {
 		return o, nil
 	}
-	if !soldStatus(o.Status) {
+	if soldStatus(o.Status) {
+		s.settled.put(o, s.now())
+	} else {
 		// A failed or cancelled order's stock goes back. Should this keep
 		// failing, the expiry sweep releases it (expireReservations).
 		var serr error
@@ -248,6 +255,18 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 	}
 	s.broker.publish(o)
 	return o, nil
+}
+
+// reports says whether applying p to an order that this process saved as o
+// would change nothing, whatever happened to the order since: o is sold
+// (paid, captured or refunded: statuses that only move forward and never
+// back to failed, expired or cancelled) by this same payment, and p
+// reports no later status. The webhook that follows a worker's result is
+// then answered without reading the order back.
+func reports(o *Order, p *paymux.Payment) bool {
+	next := orderStatusOf(p)
+	return soldStatus(o.Status) && o.PaymentID == p.ID && o.Provider == p.Provider &&
+		next.rank() <= o.Status.rank()
 }
 
 // soldStatus reports whether an order in st has taken its stock for good.
@@ -292,11 +311,20 @@ func (s *Service) OnPaymentEvent(ctx context.Context, ev paymux.Event, p *paymux
 	if p == nil {
 		return nil // a payment this shop never made
 	}
+	if o, ok := s.settled.take(p.IdempotencyKey); ok && reports(o, p) {
+		return nil
+	}
 	_, err := s.applyPayment(ctx, p.IdempotencyKey, p, nil)
 	if errors.Is(err, ErrNotFound) {
 		return nil // not an order of this shop
 	}
 	return err
+}
+
+// busy reports whether one of this process's workers is paying the order.
+func (s *Service) busy(id string) bool {
+	_, ok := s.paying.Load(id)
+	return ok
 }
 
 // sweep recovers work after a crash and returns expired stock.
@@ -310,6 +338,8 @@ func (s *Service) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		s.placed.expire(s.now())
+		s.settled.expire(s.now())
 		s.recoverQueued(ctx, s.now().Add(-2*time.Minute))
 		s.settlePending(ctx)
 		s.expireReservations(ctx)
@@ -357,7 +387,7 @@ func (s *Service) expireReservations(ctx context.Context) {
 			// Only a queued order can expire: a worker that picks it up
 			// later sees "expired" and does nothing. One this process is
 			// paying right now is left alone; the payment settles it.
-			if _, busy := s.paying.Load(id); busy {
+			if s.busy(id) {
 				continue
 			}
 			o, err = s.cfg.Store.UpdateOrder(ctx, id, func(o *Order) bool {

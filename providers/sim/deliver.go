@@ -28,7 +28,12 @@ type DelivererConfig struct {
 	MaxAttempts int
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
-	Logger      *slog.Logger
+	// Delay holds each webhook back before its first attempt. Providers
+	// send a webhook some time after the call that caused it has answered;
+	// with no delay, most would race the caller's own bookkeeping of
+	// that answer.
+	Delay  time.Duration
+	Logger *slog.Logger
 }
 
 // Deliverer posts a sim's webhooks to an http.Handler in process, in the
@@ -105,7 +110,12 @@ func (d *Deliverer) Send(header http.Header, body []byte) {
 		return
 	}
 	d.pending++
-	d.queue = append(d.queue, delivery{header: header.Clone(), body: bytes.Clone(body)})
+	w := delivery{header: header.Clone(), body: bytes.Clone(body)}
+	if d.cfg.Delay > 0 {
+		d.queueAfter(w, d.cfg.Delay)
+		return
+	}
+	d.queue = append(d.queue, w)
 	d.cond.Broadcast() // Flush waits on the same cond: Signal could wake it instead of a worker
 }
 
@@ -199,8 +209,13 @@ func (d *Deliverer) retryLater(w delivery) {
 	if backoff > d.cfg.MaxBackoff || backoff <= 0 {
 		backoff = d.cfg.MaxBackoff
 	}
+	d.queueAfter(w, backoff)
+}
+
+// queueAfter queues w once after has passed; d.mu is held.
+func (d *Deliverer) queueAfter(w delivery, after time.Duration) {
 	var t *time.Timer
-	t = time.AfterFunc(backoff, func() {
+	t = time.AfterFunc(after, func() {
 		d.mu.Lock()
 		delete(d.timers, t)
 		if d.closed {

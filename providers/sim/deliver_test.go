@@ -147,3 +147,28 @@ func TestHintReference(t *testing.T) {
 		}
 	}
 }
+
+// A delayed webhook is posted no sooner than its delay, Flush waits for it,
+// and Close drops one still waiting without leaving Flush stuck.
+func TestDelivererDelay(t *testing.T) {
+	t.Parallel()
+	const delay = 50 * time.Millisecond
+	posted := make(chan time.Time, 1)
+	d := sim.NewDeliverer(sim.DelivererConfig{Delay: delay,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { posted <- time.Now() })})
+	sent := time.Now()
+	d.Send(http.Header{}, []byte(`{}`))
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.Flush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	if at := <-posted; at.Sub(sent) < delay {
+		t.Fatalf("posted %v after Send, want at least %v", at.Sub(sent), delay)
+	}
+	d.Send(http.Header{}, []byte(`{}`))
+	d.Close()
+	if err := d.Flush(fctx); err != nil {
+		t.Fatalf("Flush after Close with a webhook still delayed: %v", err)
+	}
+}

@@ -187,7 +187,9 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	routes := cfg.Routes
 	if len(providers) == 0 {
 		for _, name := range []string{"sim-a", "sim-b"} {
-			d := sim.NewDeliverer(sim.DelivererConfig{Path: "/webhooks/" + name, Workers: 4, Logger: cfg.Logger})
+			// Webhooks leave 100 ms after the call, as a real provider's do
+			// (later, mostly): not before the shop has stored the answer.
+			d := sim.NewDeliverer(sim.DelivererConfig{Path: "/webhooks/" + name, Workers: 4, Delay: 100 * time.Millisecond, Logger: cfg.Logger})
 			s := sim.New(sim.Config{
 				Name: name, WebhookSecret: paymux.Secret("simsec_" + name + "_" + string(cfg.SigningKey.Reveal()[:8])),
 				Latency: cfg.SimLatency, Faults: &providertest.Faults{}, OnEvent: a.chaosSend(d),

@@ -1,0 +1,66 @@
+package order
+
+import (
+	"testing"
+	"time"
+
+	"github.com/paymux/paymux"
+)
+
+func TestJustWritten(t *testing.T) {
+	h := newJustWritten(2)
+	now := time.Now()
+	o := &Order{ID: "a", Status: StatusQueued, Version: 1}
+	h.put(o, now)
+	o.Status = StatusFailed // the caller goes on with its order: the worker's copy is unchanged
+	h.put(&Order{ID: "b"}, now)
+	h.put(&Order{ID: "c"}, now) // over the size: the worker reads this one
+	if got, ok := h.take("a"); !ok || got.Status != StatusQueued {
+		t.Fatalf("take(a) = %+v, %v; want the queued copy", got, ok)
+	}
+	if _, ok := h.take("a"); ok {
+		t.Fatal("an order was handed over twice")
+	}
+	if _, ok := h.take("c"); ok {
+		t.Fatal("an order beyond the size was kept")
+	}
+	h.drop("b")
+	if _, ok := h.take("b"); ok {
+		t.Fatal("a dropped order was handed over")
+	}
+	h.put(&Order{ID: "old"}, now.Add(-2*justWrittenTTL))
+	h.put(&Order{ID: "new"}, now)
+	h.expire(now)
+	if _, ok := h.take("old"); ok {
+		t.Fatal("an order nobody took was kept past justWrittenTTL")
+	}
+	if _, ok := h.take("new"); !ok {
+		t.Fatal("expire dropped a fresh order")
+	}
+}
+
+// The webhook that follows a worker's result is skipped only when applying
+// it could change nothing.
+func TestReports(t *testing.T) {
+	paid := &Order{ID: "o", Status: StatusPaid, PaymentID: "pay_1", Provider: "sim-a"}
+	for _, c := range []struct {
+		name  string
+		o     *Order
+		p     paymux.Payment
+		skips bool
+	}{
+		{"same payment, same status", paid, paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusAuthorized}, true},
+		{"an earlier status", paid, paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusPending}, true},
+		{"captured since", paid, paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusCaptured}, false},
+		{"refunded since", paid, paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusRefunded}, false},
+		{"voided since", paid, paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusVoided}, false},
+		{"another payment", paid, paymux.Payment{ID: "pay_2", Provider: "sim-a", Status: paymux.StatusAuthorized}, false},
+		{"another provider", paid, paymux.Payment{ID: "pay_1", Provider: "sim-b", Status: paymux.StatusAuthorized}, false},
+		{"not sold", &Order{ID: "o", Status: StatusRequiresAction, PaymentID: "pay_1", Provider: "sim-a"},
+			paymux.Payment{ID: "pay_1", Provider: "sim-a", Status: paymux.StatusRequiresAction}, false},
+	} {
+		if got := reports(c.o, &c.p); got != c.skips {
+			t.Errorf("%s: reports = %v, want %v", c.name, got, c.skips)
+		}
+	}
+}
