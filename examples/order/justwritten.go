@@ -57,6 +57,18 @@ func (h *justWritten) take(id string) (*Order, bool) {
 	return e.order, ok
 }
 
+// peek returns a copy of the order left for id and leaves it there.
+func (h *justWritten) peek(id string) (*Order, bool) {
+	h.mu.Lock()
+	e, ok := h.orders[id]
+	h.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	cp := *e.order
+	return &cp, true
+}
+
 // has reports whether an order is left for id.
 func (h *justWritten) has(id string) bool {
 	h.mu.Lock()

@@ -64,3 +64,20 @@ func TestReports(t *testing.T) {
 		}
 	}
 }
+
+// Long polls answer from checkout's copy of a queued order only until the
+// order changes: publishing a change takes the copy out first, so a poll
+// that read it has subscribed before the change was published.
+func TestPublishDropsCheckoutsCopy(t *testing.T) {
+	s := &Service{broker: newBroker(), placed: newJustWritten(10)}
+	s.placed.put(&Order{ID: "o", Status: StatusQueued, Version: 1}, time.Now())
+	ch, unsubscribe := s.broker.subscribe("o")
+	defer unsubscribe()
+	s.publish(&Order{ID: "o", Status: StatusPaid, Version: 2})
+	if o, ok := s.placed.peek("o"); ok {
+		t.Fatalf("after a change was published, long polls still answer from the copy: %s", o.Status)
+	}
+	if o := <-ch; o.Status != StatusPaid {
+		t.Fatalf("published %s, want paid", o.Status)
+	}
+}

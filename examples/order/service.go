@@ -424,7 +424,7 @@ func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
 		defer unsubscribe()
 		updates = ch
 	}
-	o, err := s.cfg.Store.GetOrder(r.Context(), id)
+	o, err := s.orderNow(r.Context(), id)
 	if err == nil && wait > 0 {
 		after := Status(r.URL.Query().Get("after"))
 		if after == "" {
@@ -441,6 +441,18 @@ func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"order": o})
+}
+
+// orderNow returns the order as it is now: from s.placed while this
+// process's workers hold it (it is still as checkout placed it: those
+// workers drop it there before they publish a change), else from the store.
+// A caller that waits for changes subscribes first, so that a change
+// published after this returns reaches it.
+func (s *Service) orderNow(ctx context.Context, id string) (*Order, error) {
+	if o, ok := s.placed.peek(id); ok {
+		return o, nil
+	}
+	return s.cfg.Store.GetOrder(ctx, id)
 }
 
 // awaitChange waits until the order's status is not after, for at most
@@ -508,13 +520,14 @@ func (s *Service) handleOrderEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	o, err := s.cfg.Store.GetOrder(r.Context(), id)
+	// Subscribe before reading, so that a change in between is not missed.
+	ch, unsubscribe := s.broker.subscribe(id)
+	defer unsubscribe()
+	o, err := s.orderNow(r.Context(), id)
 	if err != nil {
 		writeError(w, http.StatusNotFound, "no such order")
 		return
 	}
-	ch, unsubscribe := s.broker.subscribe(id)
-	defer unsubscribe()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")

@@ -636,3 +636,40 @@ func TestOrderLongPoll(t *testing.T) {
 		t.Fatalf("wait=soon: %d, want 400", st)
 	}
 }
+
+// A long poll that starts while the order is still queued in this process
+// (answered from the copy checkout handed to the worker, with no store
+// read) still hears the worker's result: no buyer is left waiting.
+func TestOrderLongPollFromCheckoutsCopy(t *testing.T) {
+	t.Parallel()
+	for _, store := range []string{"memory", "sqlite"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, app.Config{Store: store, Workers: 2})
+			const buyers = 24
+			var wg sync.WaitGroup
+			for i := 0; i < buyers; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					b := s.buyer(t, "/")
+					b.add("nova-sneaker", 1)
+					st, r := b.checkout(sim.TokenApprove, fmt.Sprintf("k%d", i))
+					if st != http.StatusAccepted {
+						t.Errorf("checkout: %d", st)
+						return
+					}
+					var got orderReply
+					if st := b.do("GET", "/api/orders/"+r.Order.ID+"?wait=10s&after="+string(r.Order.Status), nil, nil, &got); st != http.StatusOK {
+						t.Errorf("long poll: %d", st)
+						return
+					}
+					if got.Order.Status == r.Order.Status {
+						t.Errorf("order %s: the long poll timed out at %s; the worker's result was not heard", r.Order.ID, got.Order.Status)
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}

@@ -26,7 +26,11 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 	// instance replays Authorize, which is idempotent by order id.
 	s.paying.Store(orderID, struct{}{}) // before the read, so the sweep cannot slip in between
 	defer s.paying.Delete(orderID)
-	o, ok := s.placed.take(orderID)
+	// The order checkout placed stays in s.placed while this worker pays
+	// it, so that a long poll answers from it too; s.publish takes it out
+	// before any change is published (see orderNow).
+	o, ok := s.placed.peek(orderID)
+	defer s.placed.drop(orderID)
 	var err error
 	if !ok {
 		o, err = s.cfg.Store.GetOrder(ctx, orderID)
@@ -102,7 +106,7 @@ func (s *Service) fail(ctx context.Context, orderID, reason string) error {
 			return fmt.Errorf("%w: %v", errRetry, err)
 		}
 	}
-	s.broker.publish(o)
+	s.publish(o)
 	return nil
 }
 
@@ -203,7 +207,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			if err == nil {
 				probe.Version = o.Version + 1
 				s.settled.put(&probe, s.now())
-				s.broker.publish(&probe)
+				s.publish(&probe)
 				return &probe, nil
 			}
 			if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) && !errors.Is(err, errStepByStep) {
@@ -253,7 +257,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			return nil, serr
 		}
 	}
-	s.broker.publish(o)
+	s.publish(o)
 	return o, nil
 }
 
@@ -400,7 +404,7 @@ func (s *Service) expireReservations(ctx context.Context) {
 			})
 			if err == nil && o.Status == StatusExpired {
 				_ = s.cfg.Store.Release(ctx, id)
-				s.broker.publish(o)
+				s.publish(o)
 			}
 		case StatusRequiresAction:
 			// The buyer never finished 3-D Secure: cancel the authorisation,
@@ -444,6 +448,14 @@ func (b *broker) subscribe(id string) (chan *Order, func()) {
 		}
 		b.mu.Unlock()
 	}
+}
+
+// publish tells this process's waiters that o changed. It first takes o
+// out of s.placed, whose copy is now out of date, so that a waiter who
+// read that copy subscribed before this publish and receives it.
+func (s *Service) publish(o *Order) {
+	s.placed.drop(o.ID)
+	s.broker.publish(o)
 }
 
 func (b *broker) publish(o *Order) {
