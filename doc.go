@@ -27,9 +27,9 @@
 // # Stores
 //
 // State lives in a Store: store/memory, store/redis or store/sql. A store
-// may also implement EventCompleter, DeliveryCompleter and PaymentsGetter,
-// which let the webhook path and the Dispatcher do in one round trip what
-// otherwise takes several; paymux finds them by type assertion, so a type
+// may also implement EventCompleter, EventPaymentClaimer, DeliveryCompleter
+// and PaymentsGetter, which let the webhook path and the Dispatcher do in
+// one round trip what otherwise takes several; paymux finds them by type assertion, so a type
 // that wraps a Store should pass them through (or implement them by
 // calling the wrapped store's plain methods).
 //

@@ -209,6 +209,18 @@ type EventCompleter interface {
 	CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *Delivery) error
 }
 
+// EventPaymentClaimer is the optional interface of stores that claim a
+// webhook event and read the payment it is about in one round trip.
+type EventPaymentClaimer interface {
+	// ClaimEventForPayment claims the event exactly as ClaimEvent does.
+	// When the claim is EventClaimed it may also return the payment of
+	// provider with providerRef, as GetPaymentByProviderRef would, read in
+	// the same step as the claim. A nil payment means "not read here" (there is
+	// none, or the store took its slower path): the caller looks it up as
+	// usual. The payment is the caller's to keep and change.
+	ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (EventClaim, *Payment, error)
+}
+
 // DeliveryCompleter is the optional interface of stores that mark many
 // outbox entries delivered in one round trip.
 type DeliveryCompleter interface {

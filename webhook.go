@@ -218,7 +218,14 @@ func isVerificationError(err error) bool {
 
 func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 	st := h.o.cfg.Store
-	claim, err := st.ClaimEvent(ctx, ev.Provider, ev.ID, h.opts.EventLease)
+	var claim EventClaim
+	var first *Payment // the event's payment, when the claim read it too
+	var err error
+	if c, ok := st.(EventPaymentClaimer); ok && ev.ProviderRef != "" {
+		claim, first, err = c.ClaimEventForPayment(ctx, ev.Provider, ev.ID, h.opts.EventLease, ev.ProviderRef)
+	} else {
+		claim, err = st.ClaimEvent(ctx, ev.Provider, ev.ID, h.opts.EventLease)
+	}
 	if err != nil {
 		return storeErr("claim event", err)
 	}
@@ -228,7 +235,7 @@ func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 	case EventBusy:
 		return fmt.Errorf("%w: %s/%s", ErrEventBusy, ev.Provider, ev.ID)
 	}
-	p, err := h.apply(ctx, ev)
+	p, err := h.apply(ctx, ev, first)
 	if err != nil {
 		h.release(ctx, ev)
 		return err
@@ -248,8 +255,8 @@ func (h *WebhookHandler) release(ctx context.Context, ev *Event) {
 
 // apply applies ev to its payment and returns the payment, or nil for an
 // event about no payment paymux knows that may be acknowledged anyway.
-func (h *WebhookHandler) apply(ctx context.Context, ev *Event) (*Payment, error) {
-	p, err := h.o.ApplyEvent(ctx, ev)
+func (h *WebhookHandler) apply(ctx context.Context, ev *Event, first *Payment) (*Payment, error) {
+	p, err := h.o.applyEventTo(ctx, ev, first)
 	if errors.Is(err, ErrPaymentUnknown) && (ev.Type == EventOther || ev.ProviderRef == "" && ev.PaymentKey == "") {
 		// Verified, but about no payment (a customer or report event):
 		// nothing to apply and nothing to wait for.
@@ -339,9 +346,18 @@ func (h *WebhookHandler) hint(rp *registeredProvider, header http.Header, body [
 // late, repeated or reordered event changes nothing it should not. It
 // returns ErrPaymentUnknown when no payment matches.
 func (o *Orchestrator) ApplyEvent(ctx context.Context, ev *Event) (*Payment, error) {
+	return o.applyEventTo(ctx, ev, nil)
+}
+
+// applyEventTo is ApplyEvent starting from first, the event's payment as
+// just read with the event's claim, when not nil; a retry reads it again.
+func (o *Orchestrator) applyEventTo(ctx context.Context, ev *Event, first *Payment) (*Payment, error) {
 	st := o.cfg.Store
 	for tries := 0; ; tries++ {
-		p, err := o.paymentForEvent(ctx, ev)
+		p, err := first, error(nil)
+		if p == nil || tries > 0 {
+			p, err = o.paymentForEvent(ctx, ev)
+		}
 		if err != nil {
 			return nil, err
 		}

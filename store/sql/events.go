@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -64,6 +65,42 @@ func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease 
 		}
 	}
 	return 0, fmt.Errorf("sqlstore: claim event: the record kept changing; giving up after %d rounds", maxClaimRounds)
+}
+
+// ClaimEventForPayment implements paymux.EventPaymentClaimer. On
+// PostgreSQL the usual case, a first claim, and the payment's read are one
+// statement; anything else (a redelivery, an expired claim) and the other
+// databases go ClaimEvent's way and leave the payment to the caller.
+func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
+	if s.dialect != Postgres || providerRef == "" {
+		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
+		return claim, nil, err
+	}
+	if err := checkEvent(provider, eventID); err != nil {
+		return 0, nil, err
+	}
+	q := s.q.eventClaimForPaymentPG
+	var claimed int
+	var version sql.NullInt64
+	var data []byte
+	err := s.db.QueryRowContext(ctx, q.text, q.args([]any{provider, eventID, nanos(s.now().Add(lease)), providerRef})...).Scan(&claimed, &version, &data)
+	if err != nil {
+		return 0, nil, fmt.Errorf("sqlstore: claim event: %w", err)
+	}
+	if claimed != 1 {
+		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
+		return claim, nil, err
+	}
+	if !version.Valid {
+		return paymux.EventClaimed, nil, nil
+	}
+	p := new(paymux.Payment)
+	if err := json.Unmarshal(data, p); err != nil {
+		// Claimed all the same: the caller's own read reports the damage.
+		return paymux.EventClaimed, nil, nil
+	}
+	p.Version = version.Int64
+	return paymux.EventClaimed, p, nil
 }
 
 // CompleteEvent implements paymux.EventStore.

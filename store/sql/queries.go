@@ -20,6 +20,9 @@ type queries struct {
 	// eventCompletePG enqueues a delivery and completes its event in one
 	// statement.
 	eventCompletePG query
+	// eventClaimForPaymentPG claims an event and reads its payment in
+	// one statement.
+	eventClaimForPaymentPG query
 
 	deliveryInsert, deliveryGet, deliveryExists query
 	deliveryDue, deliveryClaimPG                query
@@ -207,6 +210,18 @@ func buildQueries(d Dialect, prefix string) *queries {
 		// statement, so one round trip and one implicit transaction: the
 		// event is never processed without its delivery. A data-modifying
 		// CTE runs to completion whether or not anything reads it.
+		// The event insert as eventInsert ($1 provider, $2 event id, $3
+		// until), then the payment as getByRef ($1 provider, $4 reference).
+		q.eventClaimForPaymentPG = c(`WITH claimed AS (
+			INSERT INTO {p}events (provider, event_id, state, expires_at) VALUES ($1::text, $2::text, '` + stateInFlight + `', $3::bigint)
+			ON CONFLICT (provider, event_id) DO NOTHING
+			RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM claimed), p.version, p.data
+		FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+			SELECT version, data FROM {p}payments WHERE provider = $1::text AND provider_ref = $4::text
+			ORDER BY updated_at DESC, id LIMIT 1
+		) AS p ON true`)
 		q.eventCompletePG = c(`WITH enqueued AS (
 			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
 			VALUES ($1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint)

@@ -20,6 +20,8 @@ func (s *suite) capabilityTests() []test {
 		{"CompleteEventWithDeliveryConcurrentOneEntry", s.testCompleteEventWithDeliveryRace},
 		{"CompleteDeliveries", s.testCompleteDeliveries},
 		{"CompleteDeliveriesManyIDs", s.testCompleteDeliveriesMany},
+		{"ClaimEventForPayment", s.testClaimEventForPayment},
+		{"ClaimEventForPaymentConcurrentOneClaim", s.testClaimEventForPaymentRace},
 		{"GetPayments", s.testGetPayments},
 		{"GetPaymentsManyIDs", s.testGetPaymentsMany},
 	}
@@ -357,5 +359,108 @@ func (s *suite) testGetPaymentsMany(t *testing.T) {
 		if _, ok := got[id]; ok != (i%3 != 2) {
 			t.Fatalf("id %d (%s): present %v", i, id, ok)
 		}
+	}
+}
+
+func (s *suite) eventPaymentClaimer(t *testing.T) (paymux.Store, paymux.EventPaymentClaimer) {
+	t.Helper()
+	st := s.h.New(t)
+	c, ok := st.(paymux.EventPaymentClaimer)
+	if !ok {
+		t.Skipf("%T does not implement paymux.EventPaymentClaimer", st)
+	}
+	return st, c
+}
+
+// ClaimEventForPayment claims as ClaimEvent does, and the payment it may
+// return is the one GetPaymentByProviderRef returns, as a copy.
+func (s *suite) testClaimEventForPayment(t *testing.T) {
+	st, c := s.eventPaymentClaimer(t)
+	p := newPayment(uid("key"))
+	p.ProviderRef = uid("ref")
+	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
+	upd := p.Clone()
+	upd.Status = paymux.StatusAuthorized
+	noErr(t, "SavePayment update", st.SavePayment(ctx(t), upd, 1))
+
+	id := uid("evt")
+	claim, got, err := c.ClaimEventForPayment(ctx(t), p.Provider, id, time.Minute, p.ProviderRef)
+	noErr(t, "ClaimEventForPayment", err)
+	if claim != paymux.EventClaimed {
+		t.Fatalf("first claim = %v, want claimed", claim)
+	}
+	if got != nil {
+		samePayment(t, "payment read with the claim", got, upd)
+		if got.Version != 2 {
+			t.Fatalf("version = %d, want 2", got.Version)
+		}
+		got.Status = paymux.StatusFailed // the caller's copy
+		again, err := st.GetPaymentByProviderRef(ctx(t), p.Provider, p.ProviderRef)
+		noErr(t, "GetPaymentByProviderRef", err)
+		samePayment(t, "stored payment after the caller changed its copy", again, upd)
+	}
+	// A second claim while the first is in flight is busy; once processed,
+	// a duplicate; neither returns a payment.
+	claim, got, err = c.ClaimEventForPayment(ctx(t), p.Provider, id, time.Minute, p.ProviderRef)
+	noErr(t, "ClaimEventForPayment in flight", err)
+	if claim != paymux.EventBusy || got != nil {
+		t.Fatalf("claim in flight = %v, %v; want busy, no payment", claim, got)
+	}
+	noErr(t, "CompleteEvent", st.CompleteEvent(ctx(t), p.Provider, id, time.Hour))
+	claim, got, err = c.ClaimEventForPayment(ctx(t), p.Provider, id, time.Minute, p.ProviderRef)
+	noErr(t, "ClaimEventForPayment processed", err)
+	if claim != paymux.EventDuplicate || got != nil {
+		t.Fatalf("claim of a processed event = %v, %v; want duplicate, no payment", claim, got)
+	}
+
+	// A released claim is claimed again; an expired lease is retaken.
+	id2 := uid("evt")
+	s.claimEvent(t, st, p.Provider, id2, time.Minute, paymux.EventClaimed)
+	noErr(t, "ReleaseEvent", st.ReleaseEvent(ctx(t), p.Provider, id2))
+	if claim, _, err := c.ClaimEventForPayment(ctx(t), p.Provider, id2, time.Millisecond, p.ProviderRef); err != nil || claim != paymux.EventClaimed {
+		t.Fatalf("claim after release = %v, %v; want claimed", claim, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if claim, _, err := c.ClaimEventForPayment(ctx(t), p.Provider, id2, time.Minute, p.ProviderRef); err != nil || claim != paymux.EventClaimed {
+		t.Fatalf("claim after the lease ended = %v, %v; want claimed", claim, err)
+	}
+
+	// An event about a payment nobody stored is claimed, with no payment.
+	claim, got, err = c.ClaimEventForPayment(ctx(t), p.Provider, uid("evt"), time.Minute, uid("ref"))
+	noErr(t, "ClaimEventForPayment unknown payment", err)
+	if claim != paymux.EventClaimed || got != nil {
+		t.Fatalf("claim for an unknown payment = %v, %v; want claimed, no payment", claim, got)
+	}
+}
+
+// Of many concurrent claims of one event, exactly one wins (invariant 5).
+func (s *suite) testClaimEventForPaymentRace(t *testing.T) {
+	st, c := s.eventPaymentClaimer(t)
+	p := newPayment(uid("key"))
+	p.ProviderRef = uid("ref")
+	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
+	id := uid("evt")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			claim, _, err := c.ClaimEventForPayment(ctx(t), p.Provider, id, time.Minute, p.ProviderRef)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if claim == paymux.EventClaimed {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Fatalf("%d concurrent claims won, want 1", won)
 	}
 }

@@ -133,10 +133,22 @@ func (c *CuttableStore) ClaimDueDeliveries(ctx context.Context, now time.Time, l
 // that wrapping the store for chaos does not change how many round trips
 // the platform makes; a store without one gets the step-by-step calls.
 var (
-	_ paymux.EventCompleter    = (*CuttableStore)(nil)
-	_ paymux.DeliveryCompleter = (*CuttableStore)(nil)
-	_ paymux.PaymentsGetter    = (*CuttableStore)(nil)
+	_ paymux.EventCompleter      = (*CuttableStore)(nil)
+	_ paymux.EventPaymentClaimer = (*CuttableStore)(nil)
+	_ paymux.DeliveryCompleter   = (*CuttableStore)(nil)
+	_ paymux.PaymentsGetter      = (*CuttableStore)(nil)
 )
+
+func (c *CuttableStore) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
+	if err := c.down(); err != nil {
+		return 0, nil, err
+	}
+	if pc, ok := c.Store.(paymux.EventPaymentClaimer); ok {
+		return pc.ClaimEventForPayment(ctx, provider, eventID, lease, providerRef)
+	}
+	claim, err := c.Store.ClaimEvent(ctx, provider, eventID, lease)
+	return claim, nil, err // the caller reads the payment
+}
 
 func (c *CuttableStore) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
 	if err := c.down(); err != nil {
