@@ -121,7 +121,9 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 // connection they queue in the pool instead and each runs the moment the
 // previous one ends. In-process reads take microseconds, so readers lose
 // little by queueing too. (An in-memory database needs the single
-// connection anyway: it vanishes with its connection.)
+// connection anyway: it vanishes with its connection.) A file database in
+// WAL mode also gets a second connection that only checkpoints, so that
+// the pool's connection never stops to copy the log (see checkpoint.go).
 func OpenDB(d Dialect, dsn string) (*sql.DB, error) {
 	return openDB(d, dsn, nil)
 }
@@ -142,6 +144,18 @@ func openDB(d Dialect, dsn string, c *Counter) (*sql.DB, error) {
 	}
 	if c != nil {
 		conn = CountingConnector(conn, c)
+	}
+	if d == SQLite && checkpointsAside(sqliteDSN(dsn)) {
+		side := conn
+		pool, err := Connector(d, withBackstopCheckpoint(dsn))
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			pool = CountingConnector(pool, c)
+			side = dsnConnector{drv: &sqlite.Driver{}, dsn: sqliteDSN(dsn)} // the checkpoints are not the store's round trips
+		}
+		conn = newCheckpointingConnector(pool, side, checkpointEvery)
 	}
 	db := sql.OpenDB(conn)
 	switch {
