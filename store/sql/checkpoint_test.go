@@ -10,11 +10,11 @@ import (
 
 func TestCheckpointsAside(t *testing.T) {
 	for dsn, want := range map[string]bool{
-		"file:/tmp/a.db":                                 true,
+		"file:/tmp/a.db": true,
 		"file:/tmp/a.db?_pragma=synchronous(NORMAL)":     true,
 		"file:/tmp/a.db?_pragma=wal_autocheckpoint(500)": false, // the DSN decides
 		"file:/tmp/a.db?_pragma=journal_mode(DELETE)":    false, // no log to checkpoint
-		":memory:":                       false,
+		":memory:":                        false,
 		"file:x?mode=memory&cache=shared": false,
 	} {
 		if got := checkpointsAside(sqliteDSN(dsn)); got != want {
