@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/paymux/paymux"
 )
 
@@ -23,6 +25,51 @@ func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease 
 		return paymux.EventBusy, nil
 	}
 	return 0, fmt.Errorf("redisstore: unexpected event claim result %d", code)
+}
+
+// ClaimEventForPayment implements paymux.EventPaymentClaimer: on one
+// server, the claim and the payment's lookup by reference are one script.
+// On Cluster (or a Ring) the event key and the reference index may live on
+// different servers, so it claims only and leaves the payment to the
+// caller.
+func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
+	if _, oneServer := s.c.(*redis.Client); !oneServer || providerRef == "" {
+		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
+		return claim, nil, err
+	}
+	reply, err := claimEventForPaymentScript.Run(ctx, s.c,
+		[]string{s.eventKey(provider, eventID), s.refKey(provider, providerRef)}, ms(lease), s.tagged).Slice()
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(reply) == 0 {
+		return 0, nil, fmt.Errorf("redisstore: empty event claim reply")
+	}
+	code, ok := reply[0].(int64)
+	if !ok {
+		return 0, nil, fmt.Errorf("redisstore: unexpected event claim reply %v", reply[0])
+	}
+	switch code {
+	case 1:
+		return paymux.EventDuplicate, nil, nil
+	case 2:
+		return paymux.EventBusy, nil, nil
+	case 0:
+	default:
+		return 0, nil, fmt.Errorf("redisstore: unexpected event claim result %d", code)
+	}
+	var j string
+	if len(reply) > 1 {
+		j, _ = reply[1].(string)
+	}
+	if j == "" {
+		return paymux.EventClaimed, nil, nil // no such payment (yet)
+	}
+	p, err := decodePayment(j)
+	if err != nil || p.Provider != provider || p.ProviderRef != providerRef {
+		return paymux.EventClaimed, nil, nil // the caller's own lookup decides
+	}
+	return paymux.EventClaimed, p, nil
 }
 
 // CompleteEvent implements paymux.EventStore.

@@ -75,10 +75,11 @@ type Store struct {
 }
 
 var (
-	_ paymux.Store             = (*Store)(nil)
-	_ paymux.EventCompleter    = (*Store)(nil)
-	_ paymux.DeliveryCompleter = (*Store)(nil)
-	_ paymux.PaymentsGetter    = (*Store)(nil)
+	_ paymux.Store               = (*Store)(nil)
+	_ paymux.EventCompleter      = (*Store)(nil)
+	_ paymux.EventPaymentClaimer = (*Store)(nil)
+	_ paymux.DeliveryCompleter   = (*Store)(nil)
+	_ paymux.PaymentsGetter      = (*Store)(nil)
 )
 
 // New returns a Store using c. It does not contact the server; the first

@@ -182,6 +182,21 @@ if redis.call('GET', KEYS[1]) == '2' then return 1 end
 return 2
 `)
 
+// claimEventForPaymentScript: KEYS event, payment reference. ARGV lease
+// ms, payment key prefix. claimEventScript, and on a claim also what
+// byRefScript returns: {0, payment JSON or false}, {1} or {2}. The event key
+// is outside the hash tag: this script runs only where every key lives on
+// one server.
+var claimEventForPaymentScript = redis.NewScript(`
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  local id = redis.call('GET', KEYS[2])
+  if not id then return {0, false} end
+  return {0, redis.call('HGET', ARGV[2] .. 'p:' .. id, 'j')}
+end
+if redis.call('GET', KEYS[1]) == '2' then return {1} end
+return {2}
+`)
+
 // releaseEventScript: KEYS event. Forgets only an in-flight claim.
 var releaseEventScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == '1' then redis.call('DEL', KEYS[1]) end
