@@ -53,6 +53,7 @@ func main() {
 		workers = flag.Int("workers", 32, "payment workers")
 	)
 	flag.Parse()
+	app.TuneGC()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	providers, err := realProviders(log)
 	if err != nil {

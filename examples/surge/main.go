@@ -22,6 +22,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/paymux/paymux/examples/shop/app"
 	"github.com/paymux/paymux/examples/surge/surge"
 )
 
@@ -58,6 +59,7 @@ func main() {
 	flag.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run here")
 	quiet := flag.Bool("q", false, "no progress bar")
 	flag.Parse()
+	app.TuneGC() // the shop runs in this process: measure it as its command runs
 	cfg.Profile = surge.Profile(profile)
 	if cfg.Profile != surge.ProfileRamp && cfg.Profile != surge.ProfileSpike {
 		fmt.Fprintln(os.Stderr, "surge: -profile is ramp or spike")
