@@ -57,23 +57,24 @@ func (h *justWritten) take(id string) (*Order, bool) {
 	return e.order, ok
 }
 
-// peek returns a copy of the order left for id and leaves it there.
-func (h *justWritten) peek(id string) (*Order, bool) {
+// peek returns a copy of the order left for id and leaves it there. An
+// order whose reservation has run out by now is not returned: from then on
+// an expiry sweep, in any instance, may change it without this process
+// knowing, so callers read the store.
+func (h *justWritten) peek(id string, now time.Time) (*Order, bool) {
 	h.mu.Lock()
 	e, ok := h.orders[id]
 	h.mu.Unlock()
-	if !ok {
+	if !ok || (!e.order.ReservedUntil.IsZero() && !now.Before(e.order.ReservedUntil)) {
 		return nil, false
 	}
 	cp := *e.order
 	return &cp, true
 }
 
-// has reports whether an order is left for id.
-func (h *justWritten) has(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, ok := h.orders[id]
+// has reports whether peek would return an order for id.
+func (h *justWritten) has(id string, now time.Time) bool {
+	_, ok := h.peek(id, now)
 	return ok
 }
 

@@ -74,10 +74,27 @@ func TestPublishDropsCheckoutsCopy(t *testing.T) {
 	ch, unsubscribe := s.broker.subscribe("o")
 	defer unsubscribe()
 	s.publish(&Order{ID: "o", Status: StatusPaid, Version: 2})
-	if o, ok := s.placed.peek("o"); ok {
+	if o, ok := s.placed.peek("o", time.Now()); ok {
 		t.Fatalf("after a change was published, long polls still answer from the copy: %s", o.Status)
 	}
 	if o := <-ch; o.Status != StatusPaid {
 		t.Fatalf("published %s, want paid", o.Status)
+	}
+}
+
+// Checkout's copy is not used once its reservation has run out: an expiry
+// sweep in any instance may have changed the order since.
+func TestJustWrittenNotPastTheReservation(t *testing.T) {
+	h := newJustWritten(10)
+	now := time.Now()
+	h.put(&Order{ID: "o", Status: StatusQueued, ReservedUntil: now.Add(time.Minute)}, now)
+	if _, ok := h.peek("o", now); !ok {
+		t.Fatal("a fresh copy was not returned")
+	}
+	if _, ok := h.peek("o", now.Add(time.Minute)); ok {
+		t.Fatal("a copy was returned after its reservation ran out")
+	}
+	if h.has("o", now.Add(2*time.Minute)) {
+		t.Fatal("has reports a copy after its reservation ran out")
 	}
 }

@@ -449,7 +449,7 @@ func (s *Service) handleOrder(w http.ResponseWriter, r *http.Request) {
 // A caller that waits for changes subscribes first, so that a change
 // published after this returns reaches it.
 func (s *Service) orderNow(ctx context.Context, id string) (*Order, error) {
-	if o, ok := s.placed.peek(id); ok {
+	if o, ok := s.placed.peek(id, s.now()); ok {
 		return o, nil
 	}
 	return s.cfg.Store.GetOrder(ctx, id)
@@ -478,7 +478,7 @@ func (s *Service) awaitChange(ctx context.Context, id string, o *Order, after St
 				o = u
 			}
 		case <-tick.C:
-			if s.placed.has(id) || s.busy(id) {
+			if s.placed.has(id, s.now()) || s.busy(id) {
 				// Queued for or being paid by this process's workers: its
 				// next change is published here.
 				continue

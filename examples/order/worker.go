@@ -29,7 +29,7 @@ func (s *Service) pay(ctx context.Context, orderID string) error {
 	// The order checkout placed stays in s.placed while this worker pays
 	// it, so that a long poll answers from it too; s.publish takes it out
 	// before any change is published (see orderNow).
-	o, ok := s.placed.peek(orderID)
+	o, ok := s.placed.peek(orderID, s.now())
 	defer s.placed.drop(orderID)
 	var err error
 	if !ok {
