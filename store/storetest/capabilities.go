@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,18 @@ import (
 
 // The optional capabilities of store.go. A store that does not implement
 // one skips its tests.
+
+// capable returns a new store as the capability C, or skips the test when
+// the store does not implement C.
+func capable[C any](t *testing.T, s *suite) (paymux.Store, C) {
+	t.Helper()
+	st := s.h.New(t)
+	c, ok := st.(C)
+	if !ok {
+		t.Skipf("%T does not implement %v", st, reflect.TypeFor[C]())
+	}
+	return st, c
+}
 
 func (s *suite) capabilityTests() []test {
 	return []test{
@@ -27,18 +40,8 @@ func (s *suite) capabilityTests() []test {
 	}
 }
 
-func (s *suite) eventCompleter(t *testing.T) (paymux.Store, paymux.EventCompleter) {
-	t.Helper()
-	st := s.h.New(t)
-	ec, ok := st.(paymux.EventCompleter)
-	if !ok {
-		t.Skipf("%T does not implement paymux.EventCompleter", st)
-	}
-	return st, ec
-}
-
 func (s *suite) testCompleteEventWithDelivery(t *testing.T) {
-	st, ec := s.eventCompleter(t)
+	st, ec := capable[paymux.EventCompleter](t, s)
 	d := newDelivery(now())
 	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventClaimed)
 	noErr(t, "CompleteEventWithDelivery", ec.CompleteEventWithDelivery(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d))
@@ -70,7 +73,7 @@ func (s *suite) testCompleteEventWithDelivery(t *testing.T) {
 }
 
 func (s *suite) testCompleteEventWithDeliveryExisting(t *testing.T) {
-	st, ec := s.eventCompleter(t)
+	st, ec := capable[paymux.EventCompleter](t, s)
 	// A redelivered webhook after a crash between the enqueue and the
 	// event's completion: the entry is there, maybe delivered already.
 	pending := newDelivery(now())
@@ -100,7 +103,7 @@ func (s *suite) testCompleteEventWithDeliveryExisting(t *testing.T) {
 }
 
 func (s *suite) testCompleteEventWithDeliveryTTL(t *testing.T) {
-	st, ec := s.eventCompleter(t)
+	st, ec := capable[paymux.EventCompleter](t, s)
 	d := newDelivery(now())
 	ttl := 2 * s.h.lease()
 	s.claimEvent(t, st, "sim", d.Event.ID, time.Minute, paymux.EventClaimed)
@@ -126,7 +129,7 @@ func (s *suite) testCompleteEventWithDeliveryTTL(t *testing.T) {
 // its delivery is missing: the provider stops redelivering a processed
 // event, so its delivery would be lost.
 func (s *suite) testCompleteEventWithDeliveryOrder(t *testing.T) {
-	st, ec := s.eventCompleter(t)
+	st, ec := capable[paymux.EventCompleter](t, s)
 	const events = 16
 	var wg sync.WaitGroup
 	for range events {
@@ -177,7 +180,7 @@ func (s *suite) testCompleteEventWithDeliveryOrder(t *testing.T) {
 }
 
 func (s *suite) testCompleteEventWithDeliveryRace(t *testing.T) {
-	st, ec := s.eventCompleter(t)
+	st, ec := capable[paymux.EventCompleter](t, s)
 	base := newDelivery(now())
 	s.claimEvent(t, st, "sim", base.Event.ID, time.Minute, paymux.EventClaimed)
 	n := s.h.concurrency()
@@ -206,18 +209,8 @@ func (s *suite) testCompleteEventWithDeliveryRace(t *testing.T) {
 	}
 }
 
-func (s *suite) deliveryCompleter(t *testing.T) (paymux.Store, paymux.DeliveryCompleter) {
-	t.Helper()
-	st := s.h.New(t)
-	dc, ok := st.(paymux.DeliveryCompleter)
-	if !ok {
-		t.Skipf("%T does not implement paymux.DeliveryCompleter", st)
-	}
-	return st, dc
-}
-
 func (s *suite) testCompleteDeliveries(t *testing.T) {
-	st, dc := s.deliveryCompleter(t)
+	st, dc := capable[paymux.DeliveryCompleter](t, s)
 	t0 := now()
 	a, b, c, dead := newDelivery(t0), newDelivery(t0), newDelivery(t0), newDelivery(t0)
 	for _, d := range []*paymux.Delivery{a, b, c, dead} {
@@ -268,7 +261,7 @@ func (s *suite) testCompleteDeliveries(t *testing.T) {
 const manyIDs = 600
 
 func (s *suite) testCompleteDeliveriesMany(t *testing.T) {
-	st, dc := s.deliveryCompleter(t)
+	st, dc := capable[paymux.DeliveryCompleter](t, s)
 	t0 := now()
 	var all []string
 	for range manyIDs {
@@ -291,18 +284,8 @@ func (s *suite) testCompleteDeliveriesMany(t *testing.T) {
 	}
 }
 
-func (s *suite) paymentsGetter(t *testing.T) (paymux.Store, paymux.PaymentsGetter) {
-	t.Helper()
-	st := s.h.New(t)
-	pg, ok := st.(paymux.PaymentsGetter)
-	if !ok {
-		t.Skipf("%T does not implement paymux.PaymentsGetter", st)
-	}
-	return st, pg
-}
-
 func (s *suite) testGetPayments(t *testing.T) {
-	st, pg := s.paymentsGetter(t)
+	st, pg := capable[paymux.PaymentsGetter](t, s)
 	p1, p2 := newPayment(uid("key")), newPayment(uid("key"))
 	noErr(t, "SavePayment", st.SavePayment(ctx(t), p1, 0))
 	noErr(t, "SavePayment", st.SavePayment(ctx(t), p2, 0))
@@ -339,7 +322,7 @@ func (s *suite) testGetPayments(t *testing.T) {
 }
 
 func (s *suite) testGetPaymentsMany(t *testing.T) {
-	st, pg := s.paymentsGetter(t)
+	st, pg := capable[paymux.PaymentsGetter](t, s)
 	var all []string
 	for i := range manyIDs {
 		if i%3 == 2 {
@@ -362,20 +345,10 @@ func (s *suite) testGetPaymentsMany(t *testing.T) {
 	}
 }
 
-func (s *suite) eventPaymentClaimer(t *testing.T) (paymux.Store, paymux.EventPaymentClaimer) {
-	t.Helper()
-	st := s.h.New(t)
-	c, ok := st.(paymux.EventPaymentClaimer)
-	if !ok {
-		t.Skipf("%T does not implement paymux.EventPaymentClaimer", st)
-	}
-	return st, c
-}
-
 // ClaimEventForPayment claims as ClaimEvent does, and the payment it may
 // return is the one GetPaymentByProviderRef returns, as a copy.
 func (s *suite) testClaimEventForPayment(t *testing.T) {
-	st, c := s.eventPaymentClaimer(t)
+	st, c := capable[paymux.EventPaymentClaimer](t, s)
 	p := newPayment(uid("key"))
 	p.ProviderRef = uid("ref")
 	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
@@ -435,7 +408,7 @@ func (s *suite) testClaimEventForPayment(t *testing.T) {
 
 // Of many concurrent claims of one event, exactly one wins (invariant 5).
 func (s *suite) testClaimEventForPaymentRace(t *testing.T) {
-	st, c := s.eventPaymentClaimer(t)
+	st, c := capable[paymux.EventPaymentClaimer](t, s)
 	p := newPayment(uid("key"))
 	p.ProviderRef = uid("ref")
 	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
