@@ -645,7 +645,7 @@ func TestOrderLongPollFromCheckoutsCopy(t *testing.T) {
 	for _, store := range []string{"memory", "sqlite"} {
 		t.Run(store, func(t *testing.T) {
 			t.Parallel()
-			s := setup(t, app.Config{Store: store, Workers: 2})
+			s := setup(t, app.Config{Store: store, SQLitePath: filepath.Join(t.TempDir(), "shop.db"), Workers: 2})
 			const buyers = 24
 			var wg sync.WaitGroup
 			for i := 0; i < buyers; i++ {
