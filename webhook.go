@@ -355,7 +355,8 @@ func (o *Orchestrator) applyEventTo(ctx context.Context, ev *Event, first *Payme
 	st := o.cfg.Store
 	for tries := 0; ; tries++ {
 		p, err := first, error(nil)
-		if p == nil || tries > 0 {
+		first = nil // a retry after a conflict reads the payment again
+		if p == nil {
 			p, err = o.paymentForEvent(ctx, ev)
 		}
 		if err != nil {

@@ -176,12 +176,19 @@ func (s *SQLStore) Product(ctx context.Context, id string) (Product, error) {
 	return scanProduct(raw, stock)
 }
 
-// tx runs fn in a transaction, again (up to 8 times, after a short random
-// pause so the deadlocked transactions do not meet again) when the database
-// rolled it back to break a deadlock: fn must start from scratch each time.
+// tx runs fn in a transaction, again when the database rolled it back to
+// break a deadlock (see againOnDeadlock): fn must start from scratch each
+// time.
 func (s *SQLStore) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return againOnDeadlock(ctx, func() error { return s.tx1(ctx, fn) })
+}
+
+// againOnDeadlock runs try, and again, up to 8 times in all, after a short
+// random pause so that the deadlocked parties do not meet again, while the
+// database rolled it back to break a deadlock.
+func againOnDeadlock(ctx context.Context, try func() error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.tx1(ctx, fn)
+		err := try()
 		if err == nil || attempt == 8 || !sqlstore.Retryable(err) {
 			return err
 		}
@@ -583,26 +590,16 @@ WITH o AS (
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(*) FROM o))`)
-	for attempt := 1; ; attempt++ {
-		var made int
-		err = s.db.QueryRowContext(ctx, q,
+	var made int
+	err = againOnDeadlock(ctx, func() error {
+		return s.db.QueryRowContext(ctx, q,
 			o.ID, o.UserID, string(o.Status), o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), raw,
 			products, buckets, qty, string(items), until.UnixMilli(), n).Scan(&made)
-		var pe *pgconn.PgError
-		switch {
-		case err == nil:
-			return made == 1, nil
-		case errors.As(err, &pe) && pe.Code == "22012": // division_by_zero: see above
-			return false, errStepByStep
-		case attempt == 8 || !sqlstore.Retryable(err):
-			return false, err
-		}
-		select {
-		case <-ctx.Done():
-			return false, err
-		case <-time.After(time.Duration(1+rand.IntN(2*attempt)) * time.Millisecond):
-		}
+	})
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero: see above
+		return false, errStepByStep
 	}
+	return made == 1, err
 }
 
 // commitAndSavePostgres is commitAndSave as one statement: no BEGIN and

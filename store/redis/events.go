@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/paymux/paymux"
 )
 
@@ -33,7 +31,7 @@ func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease 
 // different servers, so it claims only and leaves the payment to the
 // caller.
 func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
-	if _, oneServer := s.c.(*redis.Client); !oneServer || providerRef == "" {
+	if !s.oneServer() || providerRef == "" {
 		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
 		return claim, nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/paymux/paymux"
 )
 
@@ -55,7 +53,7 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	if ttl <= 0 {
 		ttl = s.opts.EventTTL
 	}
-	if _, oneServer := s.c.(*redis.Client); !oneServer {
+	if !s.oneServer() {
 		if err := s.EnqueueDelivery(ctx, d); err != nil {
 			return err
 		}

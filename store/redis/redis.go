@@ -82,6 +82,15 @@ var (
 	_ paymux.PaymentsGetter      = (*Store)(nil)
 )
 
+// oneServer reports whether every key lives on one server (a single node,
+// or Sentinel), so that one script may touch keys of any hash tag. On
+// Cluster or a Ring the scripts that would cross slots fall back to one
+// call per slot.
+func (s *Store) oneServer() bool {
+	_, ok := s.c.(*redis.Client)
+	return ok
+}
+
 // New returns a Store using c. It does not contact the server; the first
 // operation does.
 func New(c redis.UniversalClient, opts Options) *Store {

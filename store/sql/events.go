@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -94,12 +93,11 @@ func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID stri
 	if !version.Valid {
 		return paymux.EventClaimed, nil, nil
 	}
-	p := new(paymux.Payment)
-	if err := json.Unmarshal(data, p); err != nil {
+	p, err := decodePayment(version.Int64, data)
+	if err != nil {
 		// Claimed all the same: the caller's own read reports the damage.
 		return paymux.EventClaimed, nil, nil
 	}
-	p.Version = version.Int64
 	return paymux.EventClaimed, p, nil
 }
 

@@ -124,6 +124,11 @@ func scanPayment(sc scanner) (*paymux.Payment, error) {
 	if err := sc.Scan(&version, &data); err != nil {
 		return nil, err
 	}
+	return decodePayment(version, data)
+}
+
+// decodePayment is a payment row's version and data columns as a Payment.
+func decodePayment(version int64, data []byte) (*paymux.Payment, error) {
 	p := new(paymux.Payment)
 	if err := json.Unmarshal(data, p); err != nil {
 		return nil, fmt.Errorf("decode payment: %w", err)

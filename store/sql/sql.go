@@ -24,11 +24,12 @@
 // transaction. The happy path of an authorisation costs two store round
 // trips on PostgreSQL: the claim and the completion.
 //
-// On the webhook path, CompleteEventWithDelivery enqueues an event's
-// delivery and completes the event in one statement on PostgreSQL (data-
-// modifying CTEs) and in one transaction on MySQL and SQLite; GetPayments
-// and CompleteDeliveries read and complete a dispatcher batch with one
-// statement each.
+// On the webhook path, ClaimEventForPayment claims an event and reads its
+// payment in one statement on PostgreSQL; CompleteEventWithDelivery
+// enqueues an event's delivery and completes the event in one statement on
+// PostgreSQL (data-modifying CTEs) and in one transaction on MySQL and
+// SQLite; GetPayments and CompleteDeliveries read and complete a
+// dispatcher batch with one statement each.
 //
 // SQLite allows one writer at a time. The store queues its own writes in
 // process, so goroutines never see "database is locked"; across processes
