@@ -113,17 +113,23 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 
 // OpenDB opens a *sql.DB for dsn in dialect d (see Connector) with a pool
 // sized for a payment service: up to 32 connections, all kept idle, for
-// PostgreSQL and MySQL, so bursts neither reconnect nor exhaust the server;
-// for SQLite, one connection that is never closed. SQLite has one writer at
-// a time: with several connections, writers that find the lock taken sleep
-// in its busy handler (1, 2, 5 ... 100 ms) and retry, which halved a drop's
-// throughput and stretched checkout's p99 from 17 to 60 ms; on one
-// connection they queue in the pool instead and each runs the moment the
-// previous one ends. In-process reads take microseconds, so readers lose
-// little by queueing too. (An in-memory database needs the single
-// connection anyway: it vanishes with its connection.) A file database in
-// WAL mode also gets a second connection that only checkpoints, so that
-// the pool's connection never stops to copy the log (see checkpoint.go).
+// PostgreSQL and MySQL, so bursts neither reconnect nor exhaust the server.
+//
+// For SQLite it opens one real connection that is never closed, and commits
+// in groups on it (see groupcommit.go): database/sql's pool holds virtual
+// connections, the callers queued for the one real connection join one
+// transaction, each in a savepoint of its own, and each hears of its commit
+// only after the shared COMMIT. SQLite has one writer at a time: with
+// several real connections, writers that find the lock taken sleep in its
+// busy handler (1, 2, 5 ... 100 ms) and retry, which halved a drop's
+// throughput and stretched checkout's p99 from 17 to 60 ms; queued on one,
+// each runs the moment the previous one ends, and sharing the commit writes
+// the pages that they all change (and, at synchronous=FULL, fsyncs) once a
+// group. In-process reads take microseconds, so readers lose little by
+// queueing too. (An in-memory database needs the single connection anyway:
+// it vanishes with its connection.) A file database in WAL mode also gets a
+// second connection that only checkpoints, so that the writing connection
+// never stops to copy the log (see checkpoint.go).
 func OpenDB(d Dialect, dsn string) (*sql.DB, error) {
 	return openDB(d, dsn, nil)
 }
@@ -142,26 +148,27 @@ func openDB(d Dialect, dsn string, c *Counter) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c != nil {
-		conn = CountingConnector(conn, c)
+	if d == SQLite {
+		if checkpointsAside(sqliteDSN(dsn)) {
+			pool, err := Connector(d, withBackstopCheckpoint(dsn))
+			if err != nil {
+				return nil, err
+			}
+			conn = newCheckpointingConnector(pool, conn, checkpointEvery)
+		}
+		conn = newGroupCommitConnector(conn)
 	}
-	if d == SQLite && checkpointsAside(sqliteDSN(dsn)) {
-		side := conn
-		pool, err := Connector(d, withBackstopCheckpoint(dsn))
-		if err != nil {
-			return nil, err
-		}
-		if c != nil {
-			pool = CountingConnector(pool, c)
-			side = dsnConnector{drv: &sqlite.Driver{}, dsn: sqliteDSN(dsn)} // the checkpoints are not the store's round trips
-		}
-		conn = newCheckpointingConnector(pool, side, checkpointEvery)
+	if c != nil {
+		// Outside the group commit: what is counted is the store's own
+		// statements, not the savepoints and commits that group them.
+		conn = CountingConnector(conn, c)
 	}
 	db := sql.OpenDB(conn)
 	switch {
 	case d == SQLite:
-		db.SetMaxOpenConns(1)
-		db.SetMaxIdleConns(1)
+		// Virtual connections, all on the one real one (groupcommit.go).
+		db.SetMaxOpenConns(groupCommitConns)
+		db.SetMaxIdleConns(groupCommitConns)
 		db.SetConnMaxLifetime(0)
 		db.SetConnMaxIdleTime(0)
 	default:

@@ -160,7 +160,7 @@ func New(db *sql.DB, opts Options) (*Store, error) {
 	if s.clock == nil {
 		s.clock = time.Now
 	}
-	if s.dialect == SQLite {
+	if s.dialect == SQLite && !groupCommitted(db) {
 		s.writes = make(chan struct{}, 1)
 	}
 	s.q = buildQueries(s.dialect, prefix)

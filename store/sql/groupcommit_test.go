@@ -1,0 +1,439 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// groupDB opens a group-committed SQLite database in a temp dir, on inner
+// (the plain connector when nil), with a table t of unique names.
+func groupDB(t *testing.T, wrap func(driver.Connector) driver.Connector) (*sql.DB, *groupWriter) {
+	t.Helper()
+	inner, err := Connector(SQLite, "file:"+filepath.Join(t.TempDir(), "g.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		inner = wrap(inner)
+	}
+	c := newGroupCommitConnector(inner)
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(groupCommitConns)
+	db.SetMaxIdleConns(groupCommitConns)
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("CREATE TABLE t (name TEXT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	return db, c.writer
+}
+
+func names(t *testing.T, db *sql.DB) map[string]bool {
+	t.Helper()
+	rows, err := db.Query("SELECT name FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		got[n] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// waitForWaiting returns once n callers wait for the connection.
+func waitForWaiting(t *testing.T, w *groupWriter, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.waiting.Load() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d callers wait for the connection, want %d", w.waiting.Load(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// inBackground runs fn in a goroutine and returns its error on a channel.
+func inBackground(fn func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- fn() }()
+	return ch
+}
+
+func insert(db *sql.DB, name string) func() error {
+	return func() error {
+		_, err := db.Exec("INSERT INTO t (name) VALUES (?)", name)
+		return err
+	}
+}
+
+// OpenDB's SQLite database is group-committed, and the paymux store then
+// leaves the queueing of writers to it.
+func TestOpenDBGroupsSQLiteCommits(t *testing.T) {
+	db, err := OpenDB(SQLite, "file:"+filepath.Join(t.TempDir(), "o.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if !groupCommitted(db) {
+		t.Fatal("OpenDB's SQLite database is not group-committed")
+	}
+	s, err := New(db, Options{Dialect: SQLite})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.writes != nil {
+		t.Error("the store queues its writers itself on a group-committed database")
+	}
+	plain, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "p.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if s, err := New(plain, Options{Dialect: SQLite}); err != nil || s.writes == nil {
+		t.Errorf("a SQLite *sql.DB of the caller's own: writers not queued (err %v)", err)
+	}
+}
+
+// Concurrent callers share commits, and every write that was acknowledged
+// is in the database, in single statements and in transactions alike.
+func TestGroupCommitSharesCommits(t *testing.T) {
+	db, w := groupDB(t, nil)
+	const callers, each = 32, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				name := fmt.Sprintf("c%d-%d", c, i)
+				if i%2 == 0 {
+					if err := insert(db, name)(); err != nil {
+						errs <- err
+						return
+					}
+					continue
+				}
+				tx, err := db.Begin()
+				if err != nil {
+					errs <- err
+					return
+				}
+				for _, n := range []string{name, name + "-b"} {
+					if _, err := tx.Exec("INSERT INTO t (name) VALUES (?)", n); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got := names(t, db)
+	if want := callers * each * 3 / 2; len(got) != want {
+		t.Fatalf("%d rows, want %d", len(got), want)
+	}
+	ops := int64(callers * each)
+	if c := w.commits.Load(); c >= ops {
+		t.Errorf("%d commits for %d writes: none shared", c, ops)
+	} else {
+		t.Logf("%d writes in %d commits", ops, c)
+	}
+}
+
+// A caller's commit returns once the group committed; a caller's rollback
+// undoes its own work and nobody else's.
+func TestGroupCommitRollbackUndoesOnlyItsOwn(t *testing.T) {
+	db, w := groupDB(t, nil)
+	keep, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keep.Exec("INSERT INTO t (name) VALUES ('kept')"); err != nil {
+		t.Fatal(err)
+	}
+	undone := inBackground(func() error {
+		tx, err := db.Begin()
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec("INSERT INTO t (name) VALUES ('undone')"); err != nil {
+			return err
+		}
+		return tx.Rollback()
+	})
+	waitForWaiting(t, w, 1)
+	other := inBackground(insert(db, "other"))
+	waitForWaiting(t, w, 2)
+	commits := w.commits.Load()
+	if err := keep.Commit(); err != nil { // the others join, and the last commits
+		t.Fatal(err)
+	}
+	for _, ch := range []<-chan error{undone, other} {
+		if err := <-ch; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := w.commits.Load() - commits; c != 1 {
+		t.Errorf("%d commits, want the one shared", c)
+	}
+	got := names(t, db)
+	if !got["kept"] || !got["other"] || got["undone"] || len(got) != 2 {
+		t.Errorf("rows %v, want kept and other", got)
+	}
+}
+
+// A statement that fails alone fails its caller and leaves the group's other
+// work be.
+func TestGroupCommitFailedStatementLeavesTheGroup(t *testing.T) {
+	db, w := groupDB(t, nil)
+	if err := insert(db, "taken")(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('first')"); err != nil {
+		t.Fatal(err)
+	}
+	dup := inBackground(insert(db, "taken"))
+	waitForWaiting(t, w, 1)
+	last := inBackground(insert(db, "last"))
+	waitForWaiting(t, w, 2)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-dup; err == nil {
+		t.Error("a duplicate key was accepted")
+	}
+	if err := <-last; err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, db); len(got) != 3 || !got["first"] || !got["last"] {
+		t.Errorf("rows %v, want taken, first and last", got)
+	}
+}
+
+// faultyConnector's connections fail COMMIT (without running it) while
+// failCommit is set, and answer the statement doom by rolling back the
+// transaction and failing, as SQLite does after some errors (a full disk, an
+// I/O error).
+type faultyConnector struct {
+	driver.Connector
+	failCommit *atomic.Bool
+}
+
+const doom = "INSERT INTO t (name) VALUES ('doom')"
+
+func (c faultyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyConn{stmtCacheConn: conn.(*stmtCacheConn), failCommit: c.failCommit}, nil
+}
+
+type faultyConn struct {
+	*stmtCacheConn
+	failCommit *atomic.Bool
+}
+
+func (c *faultyConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	switch {
+	case q == "COMMIT" && c.failCommit.Load():
+		return nil, errors.New("disk I/O error (injected)")
+	case q == doom:
+		if _, err := c.stmtCacheConn.ExecContext(ctx, "ROLLBACK", nil); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("database or disk is full (injected)")
+	}
+	return c.stmtCacheConn.ExecContext(ctx, q, args)
+}
+
+func faulty(failCommit *atomic.Bool) func(driver.Connector) driver.Connector {
+	return func(c driver.Connector) driver.Connector { return faultyConnector{c, failCommit} }
+}
+
+// When the group's COMMIT fails, every caller in it hears so, readers that
+// may have seen its writes included, and none of its writes is there.
+func TestGroupCommitFailureFailsEveryCaller(t *testing.T) {
+	var failCommit atomic.Bool
+	db, w := groupDB(t, faulty(&failCommit))
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	b := inBackground(insert(db, "b"))
+	waitForWaiting(t, w, 1)
+	read := inBackground(func() error {
+		var n int
+		return db.QueryRow("SELECT count(*) FROM t").Scan(&n)
+	})
+	waitForWaiting(t, w, 2)
+	failCommit.Store(true)
+	if err := tx.Commit(); err == nil {
+		t.Error("a transaction's commit succeeded in a group whose COMMIT failed")
+	}
+	if err := <-b; err == nil {
+		t.Error("a statement succeeded in a group whose COMMIT failed")
+	}
+	if err := <-read; err == nil {
+		t.Error("a read inside a group whose COMMIT failed returned")
+	}
+	failCommit.Store(false)
+	if got := names(t, db); len(got) != 0 {
+		t.Errorf("rows %v after the failed commit", got)
+	}
+	if err := insert(db, "after")(); err != nil {
+		t.Fatalf("the next write after a failed group: %v", err)
+	}
+}
+
+// When the database rolls the whole transaction back under one caller's
+// statement, the others in the group hear so, and a caller whose own
+// transaction went with it cannot go on writing outside it.
+func TestGroupCommitDatabaseRollbackFailsTheGroup(t *testing.T) {
+	db, w := groupDB(t, faulty(new(atomic.Bool)))
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	doomed := inBackground(func() error { _, err := db.Exec(doom); return err })
+	waitForWaiting(t, w, 1)
+	if err := tx.Commit(); err == nil {
+		t.Error("a commit succeeded in a group the database rolled back")
+	}
+	if err := <-doomed; err == nil {
+		t.Error("the statement that failed returned no error")
+	}
+
+	tx, err = db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(doom); err == nil {
+		t.Fatal("doom returned no error")
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('stray')"); err == nil {
+		t.Error("a statement ran after its transaction was rolled back")
+	}
+	if err := tx.Commit(); err == nil {
+		t.Error("a transaction the database rolled back committed")
+	}
+	if got := names(t, db); len(got) != 0 {
+		t.Errorf("rows %v, want none", got)
+	}
+}
+
+// A caller whose context ends while it waits, or in its transaction, does
+// not take the group's other work with it.
+func TestGroupCommitCancelledCallerLeavesTheGroup(t *testing.T) {
+	db, w := groupDB(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('cancelled')"); err != nil {
+		t.Fatal(err)
+	}
+	other := inBackground(insert(db, "other"))
+	waitForWaiting(t, w, 1)
+	cancel() // database/sql rolls the transaction back
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err == nil {
+		t.Error("a cancelled transaction committed")
+	}
+	if got := names(t, db); len(got) != 1 || !got["other"] {
+		t.Errorf("rows %v, want other", got)
+	}
+}
+
+// Store.sqliteTx and Migrate send BEGIN IMMEDIATE and COMMIT as text on a
+// *sql.Conn: that is a transaction of the caller's in the group too.
+func TestGroupCommitTransactionAsText(t *testing.T) {
+	db, w := groupDB(t, nil)
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{"BEGIN IMMEDIATE", "INSERT INTO t (name) VALUES ('text')"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := inBackground(insert(db, "other"))
+	waitForWaiting(t, w, 1)
+	if _, err := conn.ExecContext(context.Background(), "COMMIT;"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-other; err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"begin", "INSERT INTO t (name) VALUES ('rolled back')", "ROLLBACK"} {
+		if _, err := conn.ExecContext(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := names(t, db); len(got) != 2 || !got["text"] || !got["other"] {
+		t.Errorf("rows %v, want text and other", got)
+	}
+	// A PRAGMA runs outside any group.
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode %q, %v", mode, err)
+	}
+}
+
+func TestTxControl(t *testing.T) {
+	for q, want := range map[string]string{
+		"BEGIN IMMEDIATE":      "begin",
+		"begin transaction;":   "begin",
+		" BEGIN   EXCLUSIVE ":  "begin",
+		"COMMIT":               "commit",
+		"end transaction":      "commit",
+		"ROLLBACK;":            "rollback",
+		"ROLLBACK TO sp":       "",
+		"SAVEPOINT sp":         "",
+		"INSERT INTO t VALUES": "",
+	} {
+		if got := txControl(q); got != want {
+			t.Errorf("txControl(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
