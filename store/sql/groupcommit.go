@@ -68,13 +68,20 @@ const (
 // closes with the DB.
 type groupCommitConnector struct {
 	inner driver.Connector
+	reads *readPool // nil: reads run on the writer too
 
 	mu     sync.Mutex
 	writer *groupWriter
 }
 
-func newGroupCommitConnector(inner driver.Connector) *groupCommitConnector {
-	return &groupCommitConnector{inner: inner}
+// newGroupCommitConnector groups the commits of inner's one connection;
+// with readers, SELECTs outside transactions run on those (readers.go).
+func newGroupCommitConnector(inner, readers driver.Connector) *groupCommitConnector {
+	c := &groupCommitConnector{inner: inner}
+	if readers != nil {
+		c.reads = newReadPool(readers, maxReaders)
+	}
+	return c
 }
 
 func (c *groupCommitConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -93,7 +100,7 @@ func (c *groupCommitConnector) Connect(ctx context.Context) (driver.Conn, error)
 		}
 		c.writer = &groupWriter{conn: conn, exec: e, query: q}
 	}
-	return &groupMember{w: c.writer}, nil
+	return &groupMember{w: c.writer, reads: c.reads}, nil
 }
 
 func (c *groupCommitConnector) Driver() driver.Driver { return groupedDriver{c.inner.Driver(), c} }
@@ -120,6 +127,9 @@ func (c *groupCommitConnector) Close() error {
 	c.writer = nil
 	c.mu.Unlock()
 	var errs []error
+	if c.reads != nil {
+		errs = append(errs, c.reads.close())
+	}
 	if w != nil {
 		w.lock()
 		if w.group != nil {
@@ -257,7 +267,8 @@ func outcome(g *txGroup) error {
 
 // groupMember is one of database/sql's virtual connections.
 type groupMember struct {
-	w  *groupWriter
+	w     *groupWriter
+	reads *readPool
 	tx *txGroup // set while this connection holds the writer in a transaction
 }
 
@@ -366,6 +377,9 @@ func (m *groupMember) QueryContext(ctx context.Context, q string, args []driver.
 			w.failIfGone(err)
 		}
 		return rows, err
+	}
+	if m.reads != nil && readOnly(q) {
+		return m.reads.query(ctx, q, args)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

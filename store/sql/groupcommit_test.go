@@ -24,7 +24,7 @@ func groupDB(t *testing.T, wrap func(driver.Connector) driver.Connector) (*sql.D
 	if wrap != nil {
 		inner = wrap(inner)
 	}
-	c := newGroupCommitConnector(inner)
+	c := newGroupCommitConnector(inner, nil)
 	db := sql.OpenDB(c)
 	db.SetMaxOpenConns(groupCommitConns)
 	db.SetMaxIdleConns(groupCommitConns)
@@ -434,6 +434,78 @@ func TestTxControl(t *testing.T) {
 	} {
 		if got := txControl(q); got != want {
 			t.Errorf("txControl(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
+
+// A SELECT outside a transaction runs on a read connection: it neither
+// waits for a caller holding the writer nor sees that caller's writes
+// before their commit, and sees them after.
+func TestReadsRunBesideTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.db")
+	db, err := OpenDB(SQLite, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE TABLE t (name TEXT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // frees the writer if the test fails first
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		var n int
+		read := inBackground(func() error { return db.QueryRow("SELECT count(*) FROM t").Scan(&n) })
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a read waited 5 s for the caller holding the writer")
+		}
+		return n
+	}
+	if n := count(); n != 0 {
+		t.Errorf("a read saw %d rows before their commit", n)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Errorf("a read after the commit saw %d rows, want 1", n)
+	}
+	// A write sent to a read connection fails rather than writing outside
+	// the group.
+	rc, err := Connector(SQLite, withQueryOnly("file:"+path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := sql.OpenDB(rc)
+	defer ro.Close()
+	if _, err := ro.Exec("CREATE TABLE u (x)"); err == nil {
+		t.Error("a query_only connection wrote")
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	for q, want := range map[string]bool{
+		"SELECT 1":                             true,
+		"  select data FROM t":                 true,
+		"(SELECT 1) UNION (SELECT 2)":          true,
+		"WITH x AS (SELECT 1) SELECT * FROM x": false, // could end in a write
+		"INSERT INTO t SELECT 1":               false,
+		"PRAGMA journal_mode":                  false,
+		"SEL":                                  false,
+	} {
+		if got := readOnly(q); got != want {
+			t.Errorf("readOnly(%q) = %v, want %v", q, got, want)
 		}
 	}
 }

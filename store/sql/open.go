@@ -149,14 +149,18 @@ func openDB(d Dialect, dsn string, c *Counter) (*sql.DB, error) {
 		return nil, err
 	}
 	if d == SQLite {
+		var readers driver.Connector
 		if checkpointsAside(sqliteDSN(dsn)) {
 			pool, err := Connector(d, withBackstopCheckpoint(dsn))
 			if err != nil {
 				return nil, err
 			}
+			if readers, err = Connector(d, withQueryOnly(dsn)); err != nil {
+				return nil, err
+			}
 			conn = newCheckpointingConnector(pool, conn, checkpointEvery)
 		}
-		conn = newGroupCommitConnector(conn)
+		conn = newGroupCommitConnector(conn, readers)
 	}
 	if c != nil {
 		// Outside the group commit: what is counted is the store's own
