@@ -45,10 +45,10 @@ import (
 // The group commits when no caller waits for the connection (after letting
 // the goroutines ready to run go first), or when it holds maxGroupMembers
 // callers, which bounds the first caller's wait. In a 15,000-order drop at
-// synchronous=NORMAL the yield took the drop from 9.4 s to 8.7 s (about 4 callers
-// a commit without it). A timer instead (commit 300 µs after
-// the last caller joined) made groups of 11 but stretched every chain of
-// calls that waits for its commits: the drop's webhooks drained 20 s late.
+// synchronous=NORMAL the yield took the drop from 9.4 s to 8.7 s (about 4
+// callers a commit without it). A timer instead (commit 300 µs after the
+// last caller joined) made groups of 11 but stretched every chain of calls
+// that waits for its commits: the drop's webhooks drained 20 s late.
 
 const (
 	// maxGroupMembers bounds the callers of one commit.
@@ -269,7 +269,7 @@ func outcome(g *txGroup) error {
 type groupMember struct {
 	w     *groupWriter
 	reads *readPool
-	tx *txGroup // set while this connection holds the writer in a transaction
+	tx    *txGroup // set while this connection holds the writer in a transaction
 }
 
 var (

@@ -129,7 +129,11 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 // queueing too. (An in-memory database needs the single connection anyway:
 // it vanishes with its connection.) A file database in WAL mode also gets a
 // second connection that only checkpoints, so that the writing connection
-// never stops to copy the log (see checkpoint.go).
+// never stops to copy the log (see checkpoint.go), and two read-only
+// connections on which SELECTs outside transactions run, beside the writer
+// (see readers.go); state that lives in one connection (TEMP tables,
+// last_insert_rowid()) is therefore not visible to such a SELECT: read it
+// inside a transaction.
 func OpenDB(d Dialect, dsn string) (*sql.DB, error) {
 	return openDB(d, dsn, nil)
 }

@@ -200,8 +200,11 @@ func (s *Store) TablePrefix() string { return s.prefix }
 
 func (s *Store) now() time.Time { return s.clock() }
 
-// lockWrites queues the caller behind other writers on SQLite; elsewhere it
-// does nothing. The returned function releases the turn.
+// lockWrites queues the caller behind other writers on a SQLite *sql.DB of
+// the caller's own, whose several connections would otherwise meet in
+// SQLite's busy handler; OpenDB's SQLite database queues writers itself
+// (groupcommit.go), and elsewhere it does nothing. The returned function
+// releases the turn.
 func (s *Store) lockWrites(ctx context.Context) (func(), error) {
 	if s.writes == nil {
 		return func() {}, nil
