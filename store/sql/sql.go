@@ -31,10 +31,17 @@
 // SQLite; GetPayments and CompleteDeliveries read and complete a
 // dispatcher batch with one statement each.
 //
-// SQLite allows one writer at a time. The store queues its own writes in
-// process, so goroutines never see "database is locked"; across processes
-// it relies on busy_timeout, which Open sets. Open also switches the
-// database to WAL so that reads do not wait for writes.
+// SQLite allows one writer at a time. OpenDB (and Open) give a SQLite
+// database one writing connection on which every write of the process
+// queues, and whose callers share commits: those queued behind each other
+// join one transaction, each in a savepoint, and hear of their commit only
+// after the shared COMMIT (group commit; at synchronous=FULL one fsync
+// serves them all). SELECTs outside transactions run beside it on
+// read-only connections. So goroutines never see "database is locked";
+// across processes the store relies on busy_timeout, which OpenDB sets.
+// OpenDB also switches the database to WAL so that reads do not wait for
+// writes. On a SQLite *sql.DB of the caller's own, the store queues its
+// own writes in process instead.
 //
 // # Time
 //
