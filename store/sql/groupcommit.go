@@ -98,7 +98,7 @@ func (c *groupCommitConnector) Connect(ctx context.Context) (driver.Conn, error)
 			_ = conn.Close()
 			return nil, errors.New("sqlstore: group commit needs a driver with ExecerContext and QueryerContext")
 		}
-		c.writer = &groupWriter{conn: conn, exec: e, query: q}
+		c.writer = &groupWriter{conn: conn, exec: e, query: q, turn: make(chan struct{}, 1)}
 	}
 	return &groupMember{w: c.writer, reads: c.reads}, nil
 }
@@ -131,12 +131,12 @@ func (c *groupCommitConnector) Close() error {
 		errs = append(errs, c.reads.close())
 	}
 	if w != nil {
-		w.lock()
+		_ = w.lock(background)
 		if w.group != nil {
 			w.fail(errors.New("sqlstore: database closed"))
 		}
 		errs = append(errs, w.conn.Close())
-		w.mu.Unlock()
+		w.release()
 	}
 	if cl, ok := c.inner.(io.Closer); ok {
 		errs = append(errs, cl.Close())
@@ -154,8 +154,8 @@ type groupWriter struct {
 	// For tests and benchmarks: groups committed, and the callers in them.
 	commits, committed atomic.Int64
 
-	mu    sync.Mutex // held by the caller using conn
-	group *txGroup   // the open transaction, or nil
+	turn  chan struct{} // holds a token while a caller uses conn
+	group *txGroup      // the open transaction, or nil; only the turn's holder touches it
 }
 
 // txGroup is one shared transaction.
@@ -165,14 +165,33 @@ type txGroup struct {
 	err     error         // why it failed; set before done closes
 }
 
-// lock waits for the connection. It does not give up when a caller's
-// context ends: every holder ends with unlock, which may commit the group,
-// and callers already waiting for that commit count on it.
-func (w *groupWriter) lock() {
+// lock waits for the connection, or until ctx ends. A holder that saw this
+// caller waiting may have left the group open for it to join, and callers
+// already wait for that group's commit: a caller that gives up therefore
+// leaves a turn behind, taken only to commit the group if nobody else does.
+func (w *groupWriter) lock(ctx context.Context) error {
+	select {
+	case w.turn <- struct{}{}:
+		return nil
+	default:
+	}
 	w.waiting.Add(1)
-	w.mu.Lock()
-	w.waiting.Add(-1)
+	select {
+	case w.turn <- struct{}{}:
+		w.waiting.Add(-1)
+		return nil
+	case <-ctx.Done():
+		w.waiting.Add(-1)
+		go func() {
+			_ = w.lock(background)
+			w.unlock()
+		}()
+		return ctx.Err()
+	}
 }
+
+// release lets the next caller run, leaving the group as it is.
+func (w *groupWriter) release() { <-w.turn }
 
 // unlock commits the open group if nobody else is waiting to join it, or if
 // it is full, and lets the next caller run.
@@ -186,7 +205,7 @@ func (w *groupWriter) unlock() {
 	if g := w.group; g != nil && (g.members >= maxGroupMembers || w.waiting.Load() == 0) {
 		w.commit()
 	}
-	w.mu.Unlock()
+	w.release()
 }
 
 var background = context.Background()
@@ -334,17 +353,16 @@ func (m *groupMember) ExecContext(ctx context.Context, q string, args []driver.N
 		}
 		return res, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := w.lock(ctx); err != nil {
 		return nil, err
 	}
-	w.lock()
 	if outsideTx(q) {
 		if err := w.flush(); err != nil {
-			w.mu.Unlock()
+			w.release()
 			return nil, err
 		}
 		res, err := w.exec.ExecContext(context.WithoutCancel(ctx), q, args)
-		w.mu.Unlock()
+		w.release()
 		return res, err
 	}
 	if err := w.begin(); err != nil {
@@ -381,13 +399,12 @@ func (m *groupMember) QueryContext(ctx context.Context, q string, args []driver.
 	if m.reads != nil && readOnly(q) {
 		return m.reads.query(ctx, q, args)
 	}
-	if err := ctx.Err(); err != nil {
+	if err := w.lock(ctx); err != nil {
 		return nil, err
 	}
-	w.lock()
 	if outsideTx(q) {
 		if err := w.flush(); err != nil {
-			w.mu.Unlock()
+			w.release()
 			return nil, err
 		}
 	}
@@ -438,11 +455,10 @@ func (m *groupMember) BeginTx(ctx context.Context, _ driver.TxOptions) (driver.T
 	if m.tx != nil {
 		return nil, errors.New("sqlstore: cannot start a transaction within a transaction")
 	}
-	if err := ctx.Err(); err != nil {
+	w := m.w
+	if err := w.lock(ctx); err != nil {
 		return nil, err
 	}
-	w := m.w
-	w.lock()
 	if err := w.begin(); err != nil {
 		w.unlock()
 		return nil, err

@@ -509,3 +509,43 @@ func TestReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// A caller whose context ends while it waits for the writer gives up at
+// once, and the group it would have joined still commits.
+func TestGroupCommitCallerGivesUpWaiting(t *testing.T) {
+	db, w := groupDB(t, nil)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('kept')"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := inBackground(func() error {
+		_, err := db.ExecContext(ctx, "INSERT INTO t (name) VALUES ('gave up')")
+		return err
+	})
+	waitForWaiting(t, w, 1)
+	cancel()
+	select {
+	case err := <-gaveUp:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("gave up with %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a caller whose context ended still waits for the writer")
+	}
+	committed := inBackground(tx.Commit)
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the group was left open for a caller that gave up")
+	}
+	if got := names(t, db); len(got) != 1 || !got["kept"] {
+		t.Errorf("rows %v, want kept", got)
+	}
+}
