@@ -343,84 +343,78 @@ func (m *groupMember) ExecContext(ctx context.Context, q string, args []driver.N
 		}
 	}
 	w := m.w
+	run := func(ctx context.Context) (driver.Result, error) { return w.exec.ExecContext(ctx, q, args) }
 	if m.tx != nil {
-		if err := m.inTx(); err != nil {
-			return nil, err
-		}
-		res, err := w.exec.ExecContext(context.WithoutCancel(ctx), q, args)
-		if err != nil {
-			w.failIfGone(err)
-		}
-		return res, err
+		return ownTx(m, ctx, run)
 	}
-	if err := w.lock(ctx); err != nil {
-		return nil, err
-	}
-	if outsideTx(q) {
-		if err := w.flush(); err != nil {
-			w.release()
-			return nil, err
-		}
-		res, err := w.exec.ExecContext(context.WithoutCancel(ctx), q, args)
-		w.release()
-		return res, err
-	}
-	if err := w.begin(); err != nil {
-		w.unlock()
-		return nil, err
-	}
-	g := w.group
-	res, err := w.exec.ExecContext(context.WithoutCancel(ctx), q, args)
-	if err != nil {
-		w.failIfGone(err)
-		w.unlock()
-		return nil, err
-	}
-	g.members++
-	w.unlock()
-	if err := outcome(g); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return shared(ctx, w, q, true, run)
 }
 
 func (m *groupMember) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
 	w := m.w
 	if m.tx != nil {
-		if err := m.inTx(); err != nil {
-			return nil, err
-		}
-		rows, err := w.query.QueryContext(context.WithoutCancel(ctx), q, args)
-		if err != nil {
-			w.failIfGone(err)
-		}
-		return rows, err
+		return ownTx(m, ctx, func(ctx context.Context) (driver.Rows, error) { return w.query.QueryContext(ctx, q, args) })
 	}
 	if m.reads != nil && readOnly(q) {
 		return m.reads.query(ctx, q, args)
 	}
-	if err := w.lock(ctx); err != nil {
-		return nil, err
-	}
-	if outsideTx(q) {
-		if err := w.flush(); err != nil {
-			w.release()
-			return nil, err
-		}
-	}
 	// A read runs in the open group, if there is one, and then waits for it;
 	// with none open it runs on its own. A statement that writes (RETURNING)
 	// commits on its own then, as it would without grouping.
-	g := w.group
-	rows, err := w.query.QueryContext(context.WithoutCancel(ctx), q, args)
-	var buf *bufferedRows
-	if err == nil {
-		buf, err = drain(rows)
+	return shared(ctx, w, q, false, func(ctx context.Context) (driver.Rows, error) {
+		rows, err := w.query.QueryContext(ctx, q, args)
+		if err != nil {
+			return nil, err
+		}
+		return drain(rows)
+	})
+}
+
+// ownTx runs a statement of the caller's own transaction, which holds the
+// writer already.
+func ownTx[T any](m *groupMember, ctx context.Context, run func(context.Context) (T, error)) (T, error) {
+	if err := m.inTx(); err != nil {
+		var zero T
+		return zero, err
 	}
+	v, err := run(context.WithoutCancel(ctx))
+	if err != nil {
+		m.w.failIfGone(err)
+	}
+	return v, err
+}
+
+// shared runs a caller's statement outside a transaction of its own: in the
+// open group (opening one first if open is set), and returns once the group
+// has committed. A statement that cannot run in a transaction runs after
+// the open group commits.
+func shared[T any](ctx context.Context, w *groupWriter, q string, open bool, run func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := w.lock(ctx); err != nil {
+		return zero, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if outsideTx(q) {
+		if err := w.flush(); err != nil {
+			w.release()
+			return zero, err
+		}
+		v, err := run(ctx)
+		w.release()
+		return v, err
+	}
+	if open {
+		if err := w.begin(); err != nil {
+			w.unlock()
+			return zero, err
+		}
+	}
+	g := w.group
+	v, err := run(ctx)
 	if err != nil {
 		w.failIfGone(err)
 		w.unlock()
-		return nil, err
+		return zero, err
 	}
 	if g != nil {
 		g.members++
@@ -428,10 +422,10 @@ func (m *groupMember) QueryContext(ctx context.Context, q string, args []driver.
 	w.unlock()
 	if g != nil {
 		if err := outcome(g); err != nil {
-			return nil, err
+			return zero, err
 		}
 	}
-	return buf, nil
+	return v, nil
 }
 
 // inTx refuses statements in a transaction that the database already rolled
