@@ -119,8 +119,9 @@ func groupCommitted(db interface{ Driver() driver.Driver }) bool {
 	return ok
 }
 
-// Close closes the shared connection; database/sql calls it from DB.Close,
-// after closing every virtual connection.
+// Close closes the shared connection; database/sql calls it from DB.Close.
+// A group left open for callers still to join is committed first: its
+// callers are waiting to hear that it was.
 func (c *groupCommitConnector) Close() error {
 	c.mu.Lock()
 	w := c.writer
@@ -133,7 +134,7 @@ func (c *groupCommitConnector) Close() error {
 	if w != nil {
 		_ = w.lock(background)
 		if w.group != nil {
-			w.fail(errors.New("sqlstore: database closed"))
+			w.commit()
 		}
 		errs = append(errs, w.conn.Close())
 		w.release()

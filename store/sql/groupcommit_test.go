@@ -549,3 +549,43 @@ func TestGroupCommitCallerGivesUpWaiting(t *testing.T) {
 		t.Errorf("rows %v, want kept", got)
 	}
 }
+
+// Closing the database commits a group that was left open for a caller
+// still to join.
+func TestGroupCommitCloseCommitsTheOpenGroup(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	inner, err := Connector(SQLite, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newGroupCommitConnector(inner, nil)
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(groupCommitConns)
+	if _, err := db.Exec("CREATE TABLE t (name TEXT PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('before close')"); err != nil {
+		t.Fatal(err)
+	}
+	w := c.writer
+	closed := inBackground(db.Close) // waits for the writer, and counts as waiting
+	waitForWaiting(t, w, 1)
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("commit of a group closed behind it: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	db, err = OpenDB(SQLite, "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := names(t, db); len(got) != 1 {
+		t.Errorf("rows %v after reopening, want the one committed before close", got)
+	}
+}
