@@ -42,6 +42,13 @@ import (
 //     still ends its wait for the connection and its own transaction
 //     (database/sql rolls that back).
 //
+// Another process on the same file waits for the write lock in SQLite's
+// busy handler, as before, but a group holds the lock for longer than one
+// transaction did (up to maxGroupMembers callers' work): under a steady load
+// in this process, the other one's writes wait longer, and fail after
+// busy_timeout. A database that several busy processes write is better on
+// PostgreSQL or MySQL.
+//
 // The group commits when no caller waits for the connection (after letting
 // the goroutines ready to run go first), or when it holds maxGroupMembers
 // callers, which bounds the first caller's wait. In a 15,000-order drop at
