@@ -261,11 +261,13 @@ func (c faultyConnector) Connect(ctx context.Context) (driver.Conn, error) {
 type faultyConn struct {
 	*stmtCacheConn
 	failCommit *atomic.Bool
+	failEvery  int64 // fail every failEvery-th COMMIT, if set
+	commits    atomic.Int64
 }
 
 func (c *faultyConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	switch {
-	case q == "COMMIT" && c.failCommit.Load():
+	case q == "COMMIT" && c.failCommit.Load(), q == "COMMIT" && c.failEvery > 0 && c.commits.Add(1)%c.failEvery == 0:
 		return nil, errors.New("disk I/O error (injected)")
 	case q == doom:
 		if _, err := c.stmtCacheConn.ExecContext(ctx, "ROLLBACK", nil); err != nil {
@@ -588,4 +590,109 @@ func TestGroupCommitCloseCommitsTheOpenGroup(t *testing.T) {
 	if got := names(t, db); len(got) != 1 {
 		t.Errorf("rows %v after reopening, want the one committed before close", got)
 	}
+}
+
+// Many callers at once, and every fifth group's COMMIT fails: every write
+// acknowledged is there afterwards, and nothing that failed, or was rolled
+// back, is there at all, in single statements and transactions alike.
+func TestGroupCommitAcknowledgedMeansCommitted(t *testing.T) {
+	db, w := groupDB(t, func(c driver.Connector) driver.Connector {
+		return everyFifthCommitFails{c}
+	})
+	const callers, each = 16, 60
+	var (
+		mu     sync.Mutex
+		acked  = map[string]bool{}
+		absent = map[string]bool{}
+		failed int // writes that reported an error
+		wg     sync.WaitGroup
+	)
+	note := func(ok bool, names ...string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range names {
+			if ok {
+				acked[n] = true
+			} else {
+				absent[n] = true
+			}
+		}
+	}
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				name := fmt.Sprintf("c%d-%d", c, i)
+				switch i % 4 {
+				case 0: // one statement
+					ok := insert(db, name)() == nil
+					if !ok {
+						mu.Lock()
+						failed++
+						mu.Unlock()
+					}
+					note(ok, name)
+				case 1, 2: // a transaction of two
+					tx, err := db.Begin()
+					if err != nil {
+						note(false, name, name+"-b")
+						continue
+					}
+					_, err1 := tx.Exec("INSERT INTO t (name) VALUES (?)", name)
+					_, err2 := tx.Exec("INSERT INTO t (name) VALUES (?)", name+"-b")
+					if err1 != nil || err2 != nil {
+						_ = tx.Rollback()
+						note(false, name, name+"-b")
+						continue
+					}
+					ok := tx.Commit() == nil
+					if !ok {
+						mu.Lock()
+						failed++
+						mu.Unlock()
+					}
+					note(ok, name, name+"-b")
+				case 3: // a transaction rolled back on purpose, and a read
+					tx, err := db.Begin()
+					if err == nil {
+						_, _ = tx.Exec("INSERT INTO t (name) VALUES (?)", name)
+						_ = tx.Rollback()
+					}
+					note(false, name)
+					var n int
+					_ = db.QueryRow("SELECT count(*) FROM t").Scan(&n)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := names(t, db)
+	for n := range acked {
+		if !got[n] {
+			t.Errorf("%s was acknowledged and is not there", n)
+		}
+	}
+	for n := range absent {
+		if got[n] {
+			t.Errorf("%s failed or was rolled back and is there", n)
+		}
+	}
+	if len(got) != len(acked) {
+		t.Errorf("%d rows, %d acknowledged", len(got), len(acked))
+	}
+	if failed == 0 || w.commits.Load() == 0 {
+		t.Fatalf("%d writes failed, %d groups committed: the test tested nothing", failed, w.commits.Load())
+	}
+	t.Logf("%d rows acknowledged, %d absent (%d writes failed), %d groups committed", len(acked), len(absent), failed, w.commits.Load())
+}
+
+type everyFifthCommitFails struct{ driver.Connector }
+
+func (c everyFifthCommitFails) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyConn{stmtCacheConn: conn.(*stmtCacheConn), failCommit: new(atomic.Bool), failEvery: 5}, nil
 }
