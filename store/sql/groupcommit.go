@@ -110,14 +110,11 @@ func (c *groupCommitConnector) Connect(ctx context.Context) (driver.Conn, error)
 	return &groupMember{w: c.writer, reads: c.reads}, nil
 }
 
-func (c *groupCommitConnector) Driver() driver.Driver { return groupedDriver{c.inner.Driver(), c} }
+func (c *groupCommitConnector) Driver() driver.Driver { return groupedDriver{c.inner.Driver()} }
 
 // groupedDriver marks a *sql.DB whose writes are grouped (see
 // groupCommitted); it is the driver underneath for everything else.
-type groupedDriver struct {
-	driver.Driver
-	c *groupCommitConnector
-}
+type groupedDriver struct{ driver.Driver }
 
 // groupCommitted reports whether db runs on one group-committing SQLite
 // connection, which queues writers by itself.
@@ -159,8 +156,7 @@ type groupWriter struct {
 	query driver.QueryerContext
 
 	waiting atomic.Int32 // callers blocked in lock
-	// For tests and benchmarks: groups committed, and the callers in them.
-	commits, committed atomic.Int64
+	commits atomic.Int64 // groups committed, for tests
 
 	turn  chan struct{} // holds a token while a caller uses conn
 	group *txGroup      // the open transaction, or nil; only the turn's holder touches it
@@ -236,24 +232,26 @@ func (w *groupWriter) begin() error {
 }
 
 func (w *groupWriter) commit() {
-	g := w.group
-	w.group = nil
 	if err := w.run("COMMIT"); err != nil {
 		_ = w.run("ROLLBACK")
-		g.err = fmt.Errorf("sqlstore: commit: %w", err)
-	} else {
-		w.commits.Add(1)
-		w.committed.Add(int64(g.members))
+		w.end(fmt.Errorf("sqlstore: commit: %w", err))
+		return
 	}
-	close(g.done)
+	w.commits.Add(1)
+	w.end(nil)
 }
 
 // fail rolls the open group back and tells its callers why.
 func (w *groupWriter) fail(cause error) {
+	_ = w.run("ROLLBACK")
+	w.end(fmt.Errorf("sqlstore: transaction rolled back: %w", cause))
+}
+
+// end closes the open group with its outcome, for the callers waiting on it.
+func (w *groupWriter) end(err error) {
 	g := w.group
 	w.group = nil
-	_ = w.run("ROLLBACK")
-	g.err = fmt.Errorf("sqlstore: transaction rolled back: %w", cause)
+	g.err = err
 	close(g.done)
 }
 
@@ -269,10 +267,7 @@ func (w *groupWriter) failIfGone(cause error) {
 		return // still in the transaction
 	}
 	_ = w.run("ROLLBACK")
-	g := w.group
-	w.group = nil
-	g.err = fmt.Errorf("sqlstore: transaction rolled back by the database: %w", cause)
-	close(g.done)
+	w.end(fmt.Errorf("sqlstore: transaction rolled back by the database: %w", cause))
 }
 
 // flush commits the open group now, for a statement that cannot run in a

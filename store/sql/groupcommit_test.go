@@ -75,6 +75,32 @@ func inBackground(fn func() error) <-chan error {
 	return ch
 }
 
+// holding begins a transaction that inserts name and holds the writer.
+func holding(t *testing.T, db *sql.DB, name string) *sql.Tx {
+	t.Helper()
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (name) VALUES (?)", name); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// within returns what ch gives within 5 s, and fails the test with stuck
+// otherwise.
+func within(t *testing.T, ch <-chan error, stuck string) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal(stuck)
+		return nil
+	}
+}
+
 func insert(db *sql.DB, name string) func() error {
 	return func() error {
 		_, err := db.Exec("INSERT INTO t (name) VALUES (?)", name)
@@ -214,13 +240,7 @@ func TestGroupCommitFailedStatementLeavesTheGroup(t *testing.T) {
 	if err := insert(db, "taken")(); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('first')"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holding(t, db, "first")
 	dup := inBackground(insert(db, "taken"))
 	waitForWaiting(t, w, 1)
 	last := inBackground(insert(db, "last"))
@@ -240,12 +260,13 @@ func TestGroupCommitFailedStatementLeavesTheGroup(t *testing.T) {
 }
 
 // faultyConnector's connections fail COMMIT (without running it) while
-// failCommit is set, and answer the statement doom by rolling back the
-// transaction and failing, as SQLite does after some errors (a full disk, an
-// I/O error).
+// failCommit is set, and every failEvery-th COMMIT if failEvery is set; they
+// answer the statement doom by rolling back the transaction and failing, as
+// SQLite does after some errors (a full disk, an I/O error).
 type faultyConnector struct {
 	driver.Connector
 	failCommit *atomic.Bool
+	failEvery  int64
 }
 
 const doom = "INSERT INTO t (name) VALUES ('doom')"
@@ -255,19 +276,18 @@ func (c faultyConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &faultyConn{stmtCacheConn: conn.(*stmtCacheConn), failCommit: c.failCommit}, nil
+	return &faultyConn{stmtCacheConn: conn.(*stmtCacheConn), faultyConnector: c}, nil
 }
 
 type faultyConn struct {
 	*stmtCacheConn
-	failCommit *atomic.Bool
-	failEvery  int64 // fail every failEvery-th COMMIT, if set
-	commits    atomic.Int64
+	faultyConnector
+	commits atomic.Int64
 }
 
 func (c *faultyConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
 	switch {
-	case q == "COMMIT" && c.failCommit.Load(), q == "COMMIT" && c.failEvery > 0 && c.commits.Add(1)%c.failEvery == 0:
+	case q == "COMMIT" && (c.failCommit.Load() || c.failEvery > 0 && c.commits.Add(1)%c.failEvery == 0):
 		return nil, errors.New("disk I/O error (injected)")
 	case q == doom:
 		if _, err := c.stmtCacheConn.ExecContext(ctx, "ROLLBACK", nil); err != nil {
@@ -278,22 +298,16 @@ func (c *faultyConn) ExecContext(ctx context.Context, q string, args []driver.Na
 	return c.stmtCacheConn.ExecContext(ctx, q, args)
 }
 
-func faulty(failCommit *atomic.Bool) func(driver.Connector) driver.Connector {
-	return func(c driver.Connector) driver.Connector { return faultyConnector{c, failCommit} }
+func faulty(failCommit *atomic.Bool, failEvery int64) func(driver.Connector) driver.Connector {
+	return func(c driver.Connector) driver.Connector { return faultyConnector{c, failCommit, failEvery} }
 }
 
 // When the group's COMMIT fails, every caller in it hears so, readers that
 // may have seen its writes included, and none of its writes is there.
 func TestGroupCommitFailureFailsEveryCaller(t *testing.T) {
 	var failCommit atomic.Bool
-	db, w := groupDB(t, faulty(&failCommit))
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
-		t.Fatal(err)
-	}
+	db, w := groupDB(t, faulty(&failCommit, 0))
+	tx := holding(t, db, "a")
 	b := inBackground(insert(db, "b"))
 	waitForWaiting(t, w, 1)
 	read := inBackground(func() error {
@@ -324,14 +338,8 @@ func TestGroupCommitFailureFailsEveryCaller(t *testing.T) {
 // statement, the others in the group hear so, and a caller whose own
 // transaction went with it cannot go on writing outside it.
 func TestGroupCommitDatabaseRollbackFailsTheGroup(t *testing.T) {
-	db, w := groupDB(t, faulty(new(atomic.Bool)))
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
-		t.Fatal(err)
-	}
+	db, w := groupDB(t, faulty(new(atomic.Bool), 0))
+	tx := holding(t, db, "a")
 	doomed := inBackground(func() error { _, err := db.Exec(doom); return err })
 	waitForWaiting(t, w, 1)
 	if err := tx.Commit(); err == nil {
@@ -341,7 +349,7 @@ func TestGroupCommitDatabaseRollbackFailsTheGroup(t *testing.T) {
 		t.Error("the statement that failed returned no error")
 	}
 
-	tx, err = db.Begin()
+	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,24 +461,13 @@ func TestReadsRunBesideTheWriter(t *testing.T) {
 	if _, err := db.Exec("CREATE TABLE t (name TEXT PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := holding(t, db, "a")
 	defer tx.Rollback() //nolint:errcheck // frees the writer if the test fails first
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('a')"); err != nil {
-		t.Fatal(err)
-	}
 	count := func() int {
 		var n int
 		read := inBackground(func() error { return db.QueryRow("SELECT count(*) FROM t").Scan(&n) })
-		select {
-		case err := <-read:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("a read waited 5 s for the caller holding the writer")
+		if err := within(t, read, "a read waited 5 s for the caller holding the writer"); err != nil {
+			t.Fatal(err)
 		}
 		return n
 	}
@@ -516,13 +513,7 @@ func TestReadOnly(t *testing.T) {
 // once, and the group it would have joined still commits.
 func TestGroupCommitCallerGivesUpWaiting(t *testing.T) {
 	db, w := groupDB(t, nil)
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('kept')"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holding(t, db, "kept")
 	ctx, cancel := context.WithCancel(context.Background())
 	gaveUp := inBackground(func() error {
 		_, err := db.ExecContext(ctx, "INSERT INTO t (name) VALUES ('gave up')")
@@ -530,22 +521,11 @@ func TestGroupCommitCallerGivesUpWaiting(t *testing.T) {
 	})
 	waitForWaiting(t, w, 1)
 	cancel()
-	select {
-	case err := <-gaveUp:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("gave up with %v, want context.Canceled", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a caller whose context ended still waits for the writer")
+	if err := within(t, gaveUp, "a caller whose context ended still waits for the writer"); !errors.Is(err, context.Canceled) {
+		t.Errorf("gave up with %v, want context.Canceled", err)
 	}
-	committed := inBackground(tx.Commit)
-	select {
-	case err := <-committed:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the group was left open for a caller that gave up")
+	if err := within(t, inBackground(tx.Commit), "the group was left open for a caller that gave up"); err != nil {
+		t.Fatal(err)
 	}
 	if got := names(t, db); len(got) != 1 || !got["kept"] {
 		t.Errorf("rows %v, want kept", got)
@@ -566,13 +546,7 @@ func TestGroupCommitCloseCommitsTheOpenGroup(t *testing.T) {
 	if _, err := db.Exec("CREATE TABLE t (name TEXT PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec("INSERT INTO t (name) VALUES ('before close')"); err != nil {
-		t.Fatal(err)
-	}
+	tx := holding(t, db, "before close")
 	w := c.writer
 	closed := inBackground(db.Close) // waits for the writer, and counts as waiting
 	waitForWaiting(t, w, 1)
@@ -596,9 +570,7 @@ func TestGroupCommitCloseCommitsTheOpenGroup(t *testing.T) {
 // acknowledged is there afterwards, and nothing that failed, or was rolled
 // back, is there at all, in single statements and transactions alike.
 func TestGroupCommitAcknowledgedMeansCommitted(t *testing.T) {
-	db, w := groupDB(t, func(c driver.Connector) driver.Connector {
-		return everyFifthCommitFails{c}
-	})
+	db, w := groupDB(t, faulty(new(atomic.Bool), 5))
 	const callers, each = 16, 60
 	var (
 		mu     sync.Mutex
@@ -685,14 +657,4 @@ func TestGroupCommitAcknowledgedMeansCommitted(t *testing.T) {
 		t.Fatalf("%d writes failed, %d groups committed: the test tested nothing", failed, w.commits.Load())
 	}
 	t.Logf("%d rows acknowledged, %d absent (%d writes failed), %d groups committed", len(acked), len(absent), failed, w.commits.Load())
-}
-
-type everyFifthCommitFails struct{ driver.Connector }
-
-func (c everyFifthCommitFails) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &faultyConn{stmtCacheConn: conn.(*stmtCacheConn), failCommit: new(atomic.Bool), failEvery: 5}, nil
 }

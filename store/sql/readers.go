@@ -32,7 +32,7 @@ type readPool struct {
 	idle      chan driver.Conn
 	slots     chan struct{} // one per open connection
 
-	mu     sync.Mutex
+	mu     sync.Mutex // orders put against close, so no connection is left open
 	closed bool
 }
 
@@ -69,14 +69,13 @@ func (p *readPool) get(ctx context.Context) (driver.Conn, error) {
 
 func (p *readPool) put(c driver.Conn, err error) {
 	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed || errors.Is(err, driver.ErrBadConn) {
+	defer p.mu.Unlock()
+	if p.closed || errors.Is(err, driver.ErrBadConn) {
 		_ = c.Close()
 		<-p.slots
 		return
 	}
-	p.idle <- c
+	p.idle <- c // never blocks: idle holds as many as there are slots
 }
 
 // query runs q on a read connection and reads its rows to the end.
@@ -100,8 +99,8 @@ func (p *readPool) query(ctx context.Context, q string, args []driver.NamedValue
 // close closes the idle connections; those in use close when put back.
 func (p *readPool) close() error {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.closed = true
-	p.mu.Unlock()
 	var errs []error
 	for {
 		select {
