@@ -558,6 +558,9 @@ func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*
 // purpose: an error is the only way for one statement to undo its own
 // earlier writes, and it undoes all of them.
 func (s *SQLStore) placeOrderPostgres(ctx context.Context, o *Order, until time.Time, raw string) (placed bool, err error) {
+	// One statement that is correct whatever ran before it: it may share
+	// its commit with other callers' (sqlstore.MayShareCommit).
+	ctx = sqlstore.MayShareCommit(ctx)
 	n := len(o.Items)
 	products, buckets, qty := make([]string, n), make([]int64, n), make([]int64, n)
 	hs := make([]held, n)
@@ -609,6 +612,9 @@ SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(
 // committed; the reservation is committed and the sales recorded only if
 // the order was saved.
 func (s *SQLStore) commitAndSavePostgres(ctx context.Context, next *Order, before int64, raw string) error {
+	// One statement that is correct whatever ran before it: it may share
+	// its commit with other callers' (sqlstore.MayShareCommit).
+	ctx = sqlstore.MayShareCommit(ctx)
 	products := make([]string, len(next.Items))
 	qty := make([]int64, len(next.Items))
 	for i, it := range next.Items {

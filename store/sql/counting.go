@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"io"
 	"sync/atomic"
 )
 
@@ -86,6 +87,15 @@ func (c *countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 func (c *countingConnector) Driver() driver.Driver { return c.inner.Driver() }
+
+// Close closes inner if it needs closing: database/sql calls it from
+// DB.Close, and OpenDB's connectors hold connections and goroutines.
+func (c *countingConnector) Close() error {
+	if cl, ok := c.inner.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
+}
 
 // countingConn forwards to the driver's connection and counts. It
 // implements every optional interface database/sql looks for and answers

@@ -231,3 +231,15 @@ func nullString(s string) any {
 	}
 	return s
 }
+
+// shareCommits marks ctx so that the store's single-statement writes may
+// share their commits with other callers' on PostgreSQL (see pgpipeline.go).
+// Each such write is correct whatever ran before it in the same
+// transaction: they are the same statements that run on their own
+// elsewhere, and none relies on session state.
+func (s *Store) shareCommits(ctx context.Context) context.Context {
+	if s.dialect != Postgres {
+		return ctx
+	}
+	return MayShareCommit(ctx)
+}

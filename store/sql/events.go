@@ -21,6 +21,7 @@ func checkEvent(provider, eventID string) error {
 // claim (expires_at is the lease end) or a processed event (expires_at is
 // the end of its TTL); either counts only until expires_at.
 func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease time.Duration) (paymux.EventClaim, error) {
+	ctx = s.shareCommits(ctx)
 	if err := checkEvent(provider, eventID); err != nil {
 		return 0, err
 	}
@@ -71,6 +72,7 @@ func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease 
 // statement; anything else (a redelivery, an expired claim) and the other
 // databases go ClaimEvent's way and leave the payment to the caller.
 func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
+	ctx = s.shareCommits(ctx)
 	if s.dialect != Postgres || providerRef == "" {
 		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
 		return claim, nil, err
@@ -103,6 +105,7 @@ func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID stri
 
 // CompleteEvent implements paymux.EventStore.
 func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl time.Duration) error {
+	ctx = s.shareCommits(ctx)
 	if err := checkEvent(provider, eventID); err != nil {
 		return err
 	}
@@ -125,6 +128,7 @@ func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl
 // transaction of the delivery insert and the event completion (one commit
 // instead of two). Either both are stored or neither is.
 func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
+	ctx = s.shareCommits(ctx)
 	if err := checkEvent(provider, eventID); err != nil {
 		return err
 	}
@@ -165,6 +169,7 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 // ReleaseEvent implements paymux.EventStore. A processed event stays
 // processed: only an in-flight claim is forgotten.
 func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {
+	ctx = s.shareCommits(ctx)
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ const maxClaimRounds = 8
 // one statement (insert-if-absent); a duplicate or a takeover costs three
 // (the insert, a conditional update, a read).
 func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*paymux.IdempotencyRecord, bool, error) {
+	ctx = s.shareCommits(ctx)
 	if err := s.checkClaim(p); err != nil {
 		return nil, false, err
 	}
@@ -181,6 +182,7 @@ func (s *Store) held(ctx context.Context, key, token string) (bool, error) {
 
 // CheckpointIdempotency implements paymux.IdempotencyStore.
 func (s *Store) CheckpointIdempotency(ctx context.Context, key, token string, p *paymux.Payment, lease time.Duration) error {
+	ctx = s.shareCommits(ctx)
 	var paymentID string
 	var snapshot any
 	if p != nil {
@@ -220,6 +222,7 @@ func (s *Store) CheckpointIdempotency(ctx context.Context, key, token string, p 
 // CompleteIdempotency implements paymux.IdempotencyStore. On PostgreSQL it
 // is one statement; on MySQL and SQLite a transaction of two.
 func (s *Store) CompleteIdempotency(ctx context.Context, key, token string, p *paymux.Payment) error {
+	ctx = s.shareCommits(ctx)
 	if p == nil {
 		return errors.New("sqlstore: complete needs a payment")
 	}
@@ -280,6 +283,7 @@ func (s *Store) CompleteIdempotency(ctx context.Context, key, token string, p *p
 
 // ReleaseIdempotency implements paymux.IdempotencyStore.
 func (s *Store) ReleaseIdempotency(ctx context.Context, key, token string) error {
+	ctx = s.shareCommits(ctx)
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err

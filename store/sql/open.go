@@ -166,6 +166,9 @@ func openDB(d Dialect, dsn string, c *Counter) (*sql.DB, error) {
 		}
 		conn = newGroupCommitConnector(conn, readers)
 	}
+	if d == Postgres {
+		conn = newPipelineConnector(conn)
+	}
 	if c != nil {
 		// Outside the group commit: what is counted is the store's own
 		// statements, not the savepoints and commits that group them.

@@ -46,6 +46,7 @@ func (s *Store) deliveryArgs(d *paymux.Delivery) ([]any, error) {
 
 // EnqueueDelivery implements paymux.OutboxStore.
 func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+	ctx = s.shareCommits(ctx)
 	args, err := s.deliveryArgs(d)
 	if err != nil {
 		return err
@@ -85,6 +86,7 @@ func (s *Store) inList(tmpl string, first, n int) query {
 // WHERE id IN (...) per maxInList ids, so one round trip for a dispatcher
 // batch.
 func (s *Store) CompleteDeliveries(ctx context.Context, ids []string) error {
+	ctx = s.shareCommits(ctx)
 	if len(ids) == 0 {
 		return nil
 	}
@@ -142,6 +144,7 @@ func scanDeliveries(rows *sql.Rows) ([]*paymux.Delivery, error) {
 // one statement with FOR UPDATE SKIP LOCKED; MySQL in a transaction with
 // SKIP LOCKED; SQLite in a transaction holding the write lock.
 func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paymux.Delivery, error) {
+	ctx = s.shareCommits(ctx)
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -204,6 +207,7 @@ func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease tim
 
 // updateDelivery runs an update of one entry; ErrNotFound if there is none.
 func (s *Store) updateDelivery(ctx context.Context, what string, q query, a ...any) error {
+	ctx = s.shareCommits(ctx)
 	unlock, err := s.lockWrites(ctx)
 	if err != nil {
 		return err

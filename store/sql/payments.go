@@ -93,6 +93,7 @@ func (s *Store) writePayment(ctx context.Context, e execer, row paymentRow, expe
 
 // SavePayment implements paymux.PaymentStore.
 func (s *Store) SavePayment(ctx context.Context, p *paymux.Payment, expectedVersion int64) error {
+	ctx = s.shareCommits(ctx)
 	row, err := s.paymentRow(p, expectedVersion)
 	if err != nil {
 		return err
