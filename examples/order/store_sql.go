@@ -559,8 +559,9 @@ func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*
 // earlier writes, and it undoes all of them.
 func (s *SQLStore) placeOrderPostgres(ctx context.Context, o *Order, until time.Time, raw string) (placed bool, err error) {
 	// One statement that is correct whatever ran before it: it may share
-	// its commit with other callers' (sqlstore.MayShareCommit).
-	ctx = sqlstore.MayShareCommit(ctx)
+	// its commit with other callers'. It locks stock rows that every
+	// checkout locks.
+	ctx = sqlstore.MayShareCommitOnHotRows(ctx)
 	n := len(o.Items)
 	products, buckets, qty := make([]string, n), make([]int64, n), make([]int64, n)
 	hs := make([]held, n)

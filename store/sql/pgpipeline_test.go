@@ -295,7 +295,8 @@ func TestSharedCommitDecodesLikePgx(t *testing.T) {
 // it returns at once and the statement never runs.
 func TestSharedCommitWithdrawsUnsentStatement(t *testing.T) {
 	db, table := pipelineTable(t)
-	marked := sqlstore.MayShareCommit(context.Background())
+	// On hot rows, so that both statements wait for the same connection.
+	marked := sqlstore.MayShareCommitOnHotRows(context.Background())
 	slow := make(chan error, 1)
 	go func() {
 		_, err := db.ExecContext(marked, `INSERT INTO `+table+` (id, tx) SELECT 1, 0 FROM pg_sleep(0.5)`)
