@@ -115,6 +115,11 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 // sized for a payment service: up to 32 connections, all kept idle, for
 // PostgreSQL and MySQL, so bursts neither reconnect nor exhaust the server.
 //
+// For PostgreSQL it also opens, at the first statement marked with
+// MayShareCommit, two more connections on which such statements from
+// concurrent callers are sent together and committed together (see
+// pgpipeline.go). The store marks its own single-statement writes.
+//
 // For SQLite it opens one real connection that is never closed, and commits
 // in groups on it (see groupcommit.go): database/sql's pool holds virtual
 // connections, the callers queued for the one real connection join one

@@ -43,6 +43,14 @@
 // writes. On a SQLite *sql.DB of the caller's own, the store queues its
 // own writes in process instead.
 //
+// On PostgreSQL, OpenDB sends the store's single-statement writes (and any
+// statement a caller marks with MayShareCommit) to two dedicated
+// connections, which send what is queued as one pipeline and one implicit
+// transaction: concurrent callers share a commit and a round trip, and each
+// hears of its statement's result only after that commit. A statement that
+// fails is run again alone, so it fails only its own caller. Statements in
+// transactions, unmarked ones and SELECTs run on the pool as before.
+//
 // # Time
 //
 // Leases and expiry are decided by Options.Clock of the process that makes
