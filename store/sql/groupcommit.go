@@ -578,7 +578,8 @@ func named(args []driver.Value) []driver.NamedValue {
 }
 
 // bufferedRows holds a result read to its end, so that the connection is
-// free before the caller reads it.
+// free before the caller reads it (a group's member's, or a pipelined
+// statement's).
 type bufferedRows struct {
 	cols []string
 	rows [][]driver.Value

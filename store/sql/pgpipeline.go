@@ -256,7 +256,7 @@ type piped struct {
 
 type pipedOutcome struct {
 	tag  pgconn.CommandTag
-	rows *valueRows
+	rows *bufferedRows
 	err  error
 }
 
@@ -564,7 +564,7 @@ func (r pipedResult) outcome(m *pgtype.Map) pipedOutcome {
 	if r.fields == nil {
 		return out
 	}
-	vr := &valueRows{cols: make([]string, len(r.fields)), rows: make([][]driver.Value, len(r.raw))}
+	vr := &bufferedRows{cols: make([]string, len(r.fields)), rows: make([][]driver.Value, len(r.raw))}
 	for i, f := range r.fields {
 		vr.cols[i] = f.Name
 	}
@@ -626,23 +626,4 @@ func decodeValue(m *pgtype.Map, f pgconn.FieldDescription, src []byte) (driver.V
 	}
 	text, err := m.Encode(f.DataTypeOID, pgtype.TextFormatCode, v, nil)
 	return string(text), err
-}
-
-// valueRows is a statement's decoded rows.
-type valueRows struct {
-	cols []string
-	rows [][]driver.Value
-	next int
-}
-
-func (r *valueRows) Columns() []string { return r.cols }
-func (r *valueRows) Close() error      { return nil }
-
-func (r *valueRows) Next(dest []driver.Value) error {
-	if r.next >= len(r.rows) {
-		return io.EOF
-	}
-	copy(dest, r.rows[r.next])
-	r.next++
-	return nil
 }
