@@ -118,7 +118,10 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 // For PostgreSQL it also opens, at the first statement marked with
 // MayShareCommit, two more connections on which such statements from
 // concurrent callers are sent together and committed together (see
-// pgpipeline.go). The store marks its own single-statement writes.
+// pgpipeline.go). The store marks its own single-statement writes. The
+// driver connection that sql.Conn.Raw hands over wraps pgx's *stdlib.Conn
+// and has its methods: reach pgx through interface{ Conn() *pgx.Conn }
+// rather than by asserting *stdlib.Conn.
 //
 // For SQLite it opens one real connection that is never closed, and commits
 // in groups on it (see groupcommit.go): database/sql's pool holds virtual

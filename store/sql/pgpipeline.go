@@ -136,7 +136,7 @@ func (c *pipelineConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if !ok {
 		return conn, nil
 	}
-	return &pipelineConn{Conn: pc, p: c.p}, nil
+	return &pipelineConn{pgxStdlibConn: pc, p: c.p}, nil
 }
 
 func (c *pipelineConnector) Driver() driver.Driver { return c.inner.Driver() }
@@ -154,17 +154,21 @@ func (c *pipelineConnector) Close() error {
 // database/sql uses a connection from one goroutine at a time, so inTx
 // needs no lock.
 type pipelineConn struct {
-	*stdlib.Conn
+	*pgxStdlibConn
 	p    *pipeliner
 	inTx bool
 }
+
+// pgxStdlibConn names the embedded connection something other than Conn,
+// so that its method Conn() *pgx.Conn is promoted for sql.Conn.Raw.
+type pgxStdlibConn = stdlib.Conn
 
 func (c *pipelineConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
 func (c *pipelineConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	tx, err := c.Conn.BeginTx(ctx, opts)
+	tx, err := c.pgxStdlibConn.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +186,7 @@ func (t pipelineTx) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() 
 
 func (c *pipelineConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
 	if !c.shares(ctx, query) {
-		return c.Conn.ExecContext(ctx, query, args)
+		return c.pgxStdlibConn.ExecContext(ctx, query, args)
 	}
 	out, err := c.p.run(ctx, query, args, false, shareCommitMarkOf(ctx) == sharesCommitOnHotRows)
 	if err != nil {
@@ -193,7 +197,7 @@ func (c *pipelineConn) ExecContext(ctx context.Context, query string, args []dri
 
 func (c *pipelineConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
 	if !c.shares(ctx, query) {
-		return c.Conn.QueryContext(ctx, query, args)
+		return c.pgxStdlibConn.QueryContext(ctx, query, args)
 	}
 	out, err := c.p.run(ctx, query, args, true, shareCommitMarkOf(ctx) == sharesCommitOnHotRows)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/paymux/paymux/store/sql"
@@ -406,4 +407,24 @@ func waitForQuery(t *testing.T, db *sql.DB, text string) int {
 	}
 	t.Fatalf("no backend ran %q", text)
 	return 0
+}
+
+// sql.Conn.Raw still reaches pgx's connection, as OpenDB documents.
+func TestSharedCommitRawReachesPgx(t *testing.T) {
+	db := openServerDB(t, sqlstore.Postgres, nil)
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		pc, ok := dc.(interface{ Conn() *pgx.Conn })
+		if !ok {
+			return fmt.Errorf("%T has no Conn() *pgx.Conn", dc)
+		}
+		return pc.Conn().Ping(context.Background())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
