@@ -376,6 +376,9 @@ func (p *pipeliner) requeue(batch []*piped) {
 		}
 		return
 	}
+	for _, s := range batch {
+		s.taken = false // rolled back: its caller may still withdraw it
+	}
 	p.queue = append(batch, p.queue...)
 	p.ready.Broadcast()
 }
