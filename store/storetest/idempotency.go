@@ -251,7 +251,10 @@ func (s *suite) testClaimAfterTTL(t *testing.T) {
 	st := s.h.New(t)
 	lease := s.h.lease()
 	p := claimParams(uid("key"), lease)
-	p.TTL = 2 * lease
+	// Long enough that the completion below never races the expiry: with
+	// 2 leases (80 ms) a loaded CI machine running the suite in parallel
+	// under -race once completed after it, and the claim was lost.
+	p.TTL = 2*lease + time.Second
 	first := s.claim(t, st, p)
 	pay := p.Payment.Clone()
 	noErr(t, "complete", st.CompleteIdempotency(ctx(t), p.Key, p.Token, pay))
@@ -660,7 +663,10 @@ func (s *suite) testClaimExistingPaymentAfterTTL(t *testing.T) {
 	st := s.h.New(t)
 	lease := s.h.lease()
 	p := claimParams(uid("key"), lease)
-	p.TTL = 2 * lease
+	// Long enough that the completion below never races the expiry: with
+	// 2 leases (80 ms) a loaded CI machine running the suite in parallel
+	// under -race once completed after it, and the claim was lost.
+	p.TTL = 2*lease + time.Second
 	first := s.claim(t, st, p)
 	pay := p.Payment.Clone()
 	pay.Status = paymux.StatusCaptured
