@@ -87,3 +87,23 @@ func ExampleOpenCountingDB() {
 	// paymux: not found
 	// round trips: 1
 }
+
+// A shop's own single-statement write on the PostgreSQL database that
+// OpenDB opened may share its commit with the store's writes and other
+// callers': the statement is correct whatever ran before it, and it holds
+// no session state. The caller hears its own result, after the commit.
+// (Needs a PostgreSQL server, so it has no output to check.)
+func ExampleMayShareCommit() {
+	db, err := sqlstore.OpenDB(sqlstore.Postgres, "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	ctx := sqlstore.MayShareCommit(context.Background())
+	res, err := db.ExecContext(ctx, `UPDATE shop_orders SET status = 'shipped' WHERE id = $1 AND status = 'paid'`, "order-1")
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, _ := res.RowsAffected()
+	fmt.Println("shipped:", n)
+}
