@@ -531,6 +531,7 @@ func sendOne(ctx context.Context, conn *pgx.Conn, s *piped) pipedOutcome {
 // pipedResult is a statement's result as read from the pipeline, before
 // the commit said whether it counts.
 type pipedResult struct {
+	rows   bool // the caller wants rows, even none of no columns
 	tag    pgconn.CommandTag
 	fields []pgconn.FieldDescription
 	raw    [][][]byte
@@ -547,7 +548,7 @@ func readResult(br pgx.BatchResults, rows bool) pipedResult {
 		return pipedResult{err: err}
 	}
 	defer r.Close()
-	res := pipedResult{fields: append([]pgconn.FieldDescription(nil), r.FieldDescriptions()...)}
+	res := pipedResult{rows: true, fields: append([]pgconn.FieldDescription(nil), r.FieldDescriptions()...)}
 	for r.Next() {
 		// The row's bytes live in pgx's read buffer: copy them.
 		row := make([][]byte, len(res.fields))
@@ -568,7 +569,7 @@ func readResult(br pgx.BatchResults, rows bool) pipedResult {
 // that does not decode fails that caller only: its statement committed.
 func (r pipedResult) outcome(m *pgtype.Map) pipedOutcome {
 	out := pipedOutcome{tag: r.tag}
-	if r.fields == nil {
+	if !r.rows {
 		return out
 	}
 	vr := &bufferedRows{cols: make([]string, len(r.fields)), rows: make([][]driver.Value, len(r.raw))}

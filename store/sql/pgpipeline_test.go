@@ -155,6 +155,17 @@ func TestSharedCommitsOnlyForMarkedStatementsOutsideTransactions(t *testing.T) {
 		t.Fatalf("%d rows after the text ROLLBACK", n)
 	}
 
+	// A marked query whose statement returns no columns gets no rows, as
+	// on its own connection, and its write commits.
+	var none int
+	err = db.QueryRowContext(marked, `INSERT INTO `+table+` (id, tx) VALUES (3, 0)`).Scan(&none)
+	if !errors.Is(err, sql.ErrNoRows) {
+		t.Fatalf("a marked INSERT without RETURNING as a query: %v, want sql.ErrNoRows", err)
+	}
+	if _, err := db.Exec(`DELETE FROM ` + table + ` WHERE id = 3`); err != nil {
+		t.Fatal(err)
+	}
+
 	// Unmarked statements from concurrent callers: one transaction each.
 	var wg sync.WaitGroup
 	for c := range 8 {

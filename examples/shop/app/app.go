@@ -42,6 +42,8 @@ import (
 //	RedisURL       redis://127.0.0.1:6379/0
 //	PostgresDSN    postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //	MySQLDSN       root@tcp(127.0.0.1:3306)/test
+//	MaxDBConns     0: sqlstore.OpenDB's pool (32) on PostgreSQL and MySQL; tests that
+//	               share a server with others set fewer
 //	NATSURL        "": the in-process payment queue
 //	Prefix         "": tables "shop_", "paymux_"; keys "shop:", "paymux" (tests set their own)
 //	PurgeOnShutdown false: keep the data (true deletes every table and key
@@ -63,6 +65,7 @@ type Config struct {
 	RedisURL    string
 	PostgresDSN string
 	MySQLDSN    string
+	MaxDBConns  int
 	NATSURL     string
 	Prefix      string
 	// PurgeOnShutdown deletes every table and key under Prefix at Shutdown.
@@ -333,6 +336,10 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 			return nil, nil, nil, err
 		}
 		a.closers = append(a.closers, db.Close)
+		if cfg.MaxDBConns > 0 && d != sqlstore.SQLite {
+			db.SetMaxOpenConns(cfg.MaxDBConns)
+			db.SetMaxIdleConns(cfg.MaxDBConns)
+		}
 		a.purge = purgeSQL(db, d, cfg.Prefix)
 		if err := db.PingContext(ctx); err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", cfg.Store, err)

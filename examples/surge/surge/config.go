@@ -38,6 +38,7 @@ const (
 //	Store            "memory": memory, sqlite, redis, postgres or mysql
 //	SQLitePath       a temp file, removed afterwards
 //	RedisURL, PostgresDSN, MySQLDSN   the app's defaults (local servers)
+//	MaxDBConns       0: the app's default pool on PostgreSQL and MySQL
 //	Prefix           "surge<unix nanos>_": fresh tables and keys per run
 //	URL              "": run the shop in process; else drive the shop at URL
 //	Workers          64 payment workers
@@ -67,6 +68,7 @@ type Config struct {
 	RedisURL         string
 	PostgresDSN      string
 	MySQLDSN         string
+	MaxDBConns       int
 	Prefix           string
 	URL              string
 	Workers          int

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/paymux/paymux/examples/internal/testenv"
 )
 
 // setup returns a short drop's config: bcrypt at its minimum cost (the
@@ -64,6 +66,19 @@ func TestPlainDropSQLite(t *testing.T) {
 	t.Parallel()
 	cfg := setup(t, 1000)
 	cfg.Store = "sqlite"
+	play(t, cfg)
+}
+
+// The PostgreSQL drop runs checkout and the payment's writes through
+// sqlstore's shared-commit pipelines, where checkout's sold-out statement
+// fails on purpose inside other buyers' pipelines.
+func TestPlainDropPostgres(t *testing.T) {
+	t.Parallel()
+	testenv.Postgres(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a server
+	cfg := setup(t, 1000)
+	cfg.Store = "postgres"
+	cfg.PostgresDSN = testenv.PostgresDSN()
+	cfg.MaxDBConns = 8 // other packages' tests share the server's 100 connections
 	play(t, cfg)
 }
 

@@ -60,7 +60,7 @@ func startInProcess(ctx context.Context, cfg *Config, accounts []session.SeedUse
 	t.stock = map[string]int{ProductMain: cfg.Orders, ProductLimited: cfg.LimitedStock}
 	a, err := app.New(ctx, app.Config{
 		Store: cfg.Store, SQLitePath: sqlitePath, RedisURL: cfg.RedisURL, PostgresDSN: cfg.PostgresDSN, MySQLDSN: cfg.MySQLDSN,
-		Prefix: prefix, Dev: true,
+		MaxDBConns: cfg.MaxDBConns, Prefix: prefix, Dev: true,
 		// A generated prefix is this run's alone: its tables and keys go
 		// when it ends, so repeated runs do not fill a shared server.
 		PurgeOnShutdown: cfg.Prefix == "", Workers: cfg.Workers, SimLatency: cfg.SimLatency, Products: products,
