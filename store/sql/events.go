@@ -72,14 +72,14 @@ func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease 
 // statement; anything else (a redelivery, an expired claim) and the other
 // databases go ClaimEvent's way and leave the payment to the caller.
 func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
-	ctx = s.shareCommits(ctx)
 	if s.dialect != Postgres || providerRef == "" {
-		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
+		claim, err := s.ClaimEvent(ctx, provider, eventID, lease) // marks ctx itself
 		return claim, nil, err
 	}
 	if err := checkEvent(provider, eventID); err != nil {
 		return 0, nil, err
 	}
+	ctx = s.shareCommits(ctx)
 	q := s.q.eventClaimForPaymentPG
 	var claimed int
 	var version sql.NullInt64

@@ -322,11 +322,9 @@ func txControl(q string) string {
 // outsideTx reports statements that SQLite refuses, or ignores, inside a
 // transaction: they run after the open group commits.
 func outsideTx(q string) bool {
-	s := strings.ToUpper(strings.TrimSpace(q))
-	for _, p := range []string{"PRAGMA", "VACUUM", "ATTACH", "DETACH"} {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
+	switch strings.ToUpper(firstWord(q)) {
+	case "PRAGMA", "VACUUM", "ATTACH", "DETACH":
+		return true
 	}
 	return false
 }

@@ -185,10 +185,11 @@ func (t pipelineTx) Commit() error   { t.c.inTx = false; return t.Tx.Commit() }
 func (t pipelineTx) Rollback() error { t.c.inTx = false; return t.Tx.Rollback() }
 
 func (c *pipelineConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if !c.shares(ctx, query) {
+	mark := c.sharing(ctx, query)
+	if mark == 0 {
 		return c.pgxStdlibConn.ExecContext(ctx, query, args)
 	}
-	out, err := c.p.run(ctx, query, args, false, shareCommitMarkOf(ctx) == sharesCommitOnHotRows)
+	out, err := c.p.run(ctx, query, args, false, mark == sharesCommitOnHotRows)
 	if err != nil {
 		return nil, err
 	}
@@ -196,20 +197,21 @@ func (c *pipelineConn) ExecContext(ctx context.Context, query string, args []dri
 }
 
 func (c *pipelineConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if !c.shares(ctx, query) {
+	mark := c.sharing(ctx, query)
+	if mark == 0 {
 		return c.pgxStdlibConn.QueryContext(ctx, query, args)
 	}
-	out, err := c.p.run(ctx, query, args, true, shareCommitMarkOf(ctx) == sharesCommitOnHotRows)
+	out, err := c.p.run(ctx, query, args, true, mark == sharesCommitOnHotRows)
 	if err != nil {
 		return nil, err
 	}
 	return out.rows, nil
 }
 
-// shares reports whether query goes to a pipeline. A transaction begun as
-// text (BEGIN, START TRANSACTION) keeps the connection's statements on it
-// until it ends.
-func (c *pipelineConn) shares(ctx context.Context, query string) bool {
+// sharing returns ctx's mark if query goes to a pipeline, 0 if it runs on
+// this connection. A transaction begun as text (BEGIN, START TRANSACTION)
+// keeps the connection's statements on it until it ends.
+func (c *pipelineConn) sharing(ctx context.Context, query string) shareCommitMark {
 	word := firstWord(query)
 	is := func(w string) bool { return strings.EqualFold(word, w) }
 	switch {
@@ -217,10 +219,10 @@ func (c *pipelineConn) shares(ctx context.Context, query string) bool {
 		c.inTx = true
 	case is("COMMIT") || is("ROLLBACK") || is("END") || is("ABORT"):
 		c.inTx = false
-	case !c.inTx && shareCommitMarkOf(ctx) != 0:
-		return is("INSERT") || is("UPDATE") || is("DELETE") || is("WITH")
+	case !c.inTx && (is("INSERT") || is("UPDATE") || is("DELETE") || is("WITH")):
+		return shareCommitMarkOf(ctx)
 	}
-	return false
+	return 0
 }
 
 // firstWord returns the statement's first word: "" if it starts with
@@ -486,7 +488,7 @@ func send(conn *pgx.Conn, batch []*piped) (again []*piped) {
 	if conn.IsClosed() || !rolledBack(firstErr) {
 		// The connection broke with the pipeline out: it may or may not
 		// have committed.
-		err := fmt.Errorf("sqlstore: shared commit: outcome unknown: %w", firstErr)
+		err := outcomeUnknown(firstErr)
 		for _, s := range batch {
 			s.finish(pipedOutcome{err: err})
 		}
@@ -499,6 +501,12 @@ func send(conn *pgx.Conn, batch []*piped) (again []*piped) {
 	s := batch[failed]
 	s.finish(sendOne(ctx, conn, s))
 	return append(batch[:failed:failed], batch[failed+1:]...)
+}
+
+// outcomeUnknown wraps the error of a connection that broke with statements
+// out: they may or may not have committed.
+func outcomeUnknown(err error) error {
+	return fmt.Errorf("sqlstore: shared commit: outcome unknown: %w", err)
 }
 
 // rolledBack reports whether err means the server ended the pipeline's
@@ -521,7 +529,7 @@ func sendOne(ctx context.Context, conn *pgx.Conn, s *piped) pipedOutcome {
 	}
 	if r.err != nil {
 		if conn.IsClosed() {
-			r.err = fmt.Errorf("sqlstore: shared commit: outcome unknown: %w", r.err)
+			r.err = outcomeUnknown(r.err)
 		}
 		return pipedOutcome{err: r.err}
 	}
@@ -547,7 +555,6 @@ func readResult(br pgx.BatchResults, rows bool) pipedResult {
 	if err != nil {
 		return pipedResult{err: err}
 	}
-	defer r.Close()
 	res := pipedResult{rows: true, fields: append([]pgconn.FieldDescription(nil), r.FieldDescriptions()...)}
 	for r.Next() {
 		// The row's bytes live in pgx's read buffer: copy them.

@@ -61,19 +61,19 @@ func TestMayShareCommitMarks(t *testing.T) {
 		"SET x = 1":                            false,
 		"":                                     false,
 	} {
-		if got := c.shares(marked, q); got != want {
-			t.Errorf("shares(%q) = %v, want %v", q, got, want)
+		if got := c.sharing(marked, q) != 0; got != want {
+			t.Errorf("sharing(%q) = %v, want %v", q, got, want)
 		}
-		if c.shares(ctx, q) {
-			t.Errorf("shares(%q) without the mark", q)
+		if c.sharing(ctx, q) != 0 {
+			t.Errorf("sharing(%q) without the mark", q)
 		}
 	}
-	c.shares(marked, "begin")
-	if c.shares(marked, "INSERT INTO t VALUES (1)") {
+	c.sharing(marked, "begin")
+	if c.sharing(marked, "INSERT INTO t VALUES (1)") != 0 {
 		t.Error("a statement after a text BEGIN left its transaction")
 	}
-	c.shares(marked, "COMMIT")
-	if !c.shares(marked, "INSERT INTO t VALUES (1)") {
+	c.sharing(marked, "COMMIT")
+	if c.sharing(marked, "INSERT INTO t VALUES (1)") == 0 {
 		t.Error("a statement after COMMIT stayed on the connection")
 	}
 }

@@ -70,25 +70,16 @@ func TestSharedCommitsShareTransactions(t *testing.T) {
 	const callers, each = 16, 25
 	told := make(map[int64]int64)
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				id := int64(c*each + i)
-				tx, err := insertReturningTx(ctx, db, table, id)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				told[id] = tx
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	eachCaller(callers, each, func(id int64) {
+		tx, err := insertReturningTx(ctx, db, table, id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		told[id] = tx
+		mu.Unlock()
+	})
 	got := rows(t, db, table)
 	if len(got) != callers*each {
 		t.Fatalf("%d rows, want %d", len(got), callers*each)
@@ -167,19 +158,11 @@ func TestSharedCommitsOnlyForMarkedStatementsOutsideTransactions(t *testing.T) {
 	}
 
 	// Unmarked statements from concurrent callers: one transaction each.
-	var wg sync.WaitGroup
-	for c := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 10 {
-				if _, err := insertReturningTx(ctx, db, table, int64(100+c*10+i)); err != nil {
-					t.Error(err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	eachCaller(8, 10, func(id int64) {
+		if _, err := insertReturningTx(ctx, db, table, 100+id); err != nil {
+			t.Error(err)
+		}
+	})
 	txs := map[int64]bool{}
 	for _, tx := range rows(t, db, table) {
 		txs[tx] = true
@@ -204,46 +187,35 @@ func TestSharedCommitFailureFailsOnlyItsCaller(t *testing.T) {
 		ok      = map[int64]int64{}
 		refused = map[int64]bool{}
 	)
-	var wg sync.WaitGroup
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				id := int64(c*each + i)
-				var err error
-				var tx int64
-				switch id % 5 {
-				case 1: // a duplicate key
-					_, err = db.ExecContext(ctx, `INSERT INTO `+table+` (id, tx) VALUES ($1, 1)`, taken)
-					var pe *pgconn.PgError
-					if !errors.As(err, &pe) || pe.Code != "23505" {
-						t.Errorf("duplicate insert: %v, want unique_violation", err)
-					}
-				case 2: // aborted on purpose after writing, as checkout's sold-out statement is
-					_, err = db.ExecContext(ctx, `WITH w AS (INSERT INTO `+table+` (id, tx) VALUES ($1, 2) RETURNING 1)
-						SELECT 1 / ((SELECT count(*) FROM w) - 1)`, id)
-					var pe *pgconn.PgError
-					if !errors.As(err, &pe) || pe.Code != "22012" {
-						t.Errorf("aborted statement: %v, want division_by_zero", err)
-					}
-					mu.Lock()
-					refused[id] = true
-					mu.Unlock()
-				default:
-					tx, err = insertReturningTx(ctx, db, table, id)
-					if err != nil {
-						t.Errorf("insert %d: %v", id, err)
-						continue
-					}
-					mu.Lock()
-					ok[id] = tx
-					mu.Unlock()
-				}
+	eachCaller(callers, each, func(id int64) {
+		switch id % 5 {
+		case 1: // a duplicate key
+			_, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, tx) VALUES ($1, 1)`, taken)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "23505" {
+				t.Errorf("duplicate insert: %v, want unique_violation", err)
 			}
-		}()
-	}
-	wg.Wait()
+		case 2: // aborted on purpose after writing, as checkout's sold-out statement is
+			_, err := db.ExecContext(ctx, `WITH w AS (INSERT INTO `+table+` (id, tx) VALUES ($1, 2) RETURNING 1)
+				SELECT 1 / ((SELECT count(*) FROM w) - 1)`, id)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "22012" {
+				t.Errorf("aborted statement: %v, want division_by_zero", err)
+			}
+			mu.Lock()
+			refused[id] = true
+			mu.Unlock()
+		default:
+			tx, err := insertReturningTx(ctx, db, table, id)
+			if err != nil {
+				t.Errorf("insert %d: %v", id, err)
+				return
+			}
+			mu.Lock()
+			ok[id] = tx
+			mu.Unlock()
+		}
+	})
 	got := rows(t, db, table)
 	for id, tx := range ok {
 		if got[id] != tx {
@@ -438,4 +410,20 @@ func TestSharedCommitRawReachesPgx(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// eachCaller runs callers goroutines at once, each calling fn for its own
+// ids (c*each to c*each+each-1), and waits for them all.
+func eachCaller(callers, each int, fn func(id int64)) {
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				fn(int64(c*each + i))
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -42,8 +42,7 @@ func newReadPool(c driver.Connector, n int) *readPool {
 
 // readOnly reports a statement that reads and cannot write: a plain SELECT.
 func readOnly(q string) bool {
-	q = strings.TrimLeft(q, " \t\r\n(")
-	return len(q) >= 6 && strings.EqualFold(q[:6], "SELECT")
+	return strings.EqualFold(firstWord(strings.TrimLeft(q, " \t\r\n(")), "SELECT")
 }
 
 func (p *readPool) get(ctx context.Context) (driver.Conn, error) {
