@@ -10,7 +10,7 @@ import (
 
 // ClaimEvent implements paymux.EventStore with SET NX PX in one script.
 func (s *Store) ClaimEvent(ctx context.Context, provider, eventID string, lease time.Duration) (paymux.EventClaim, error) {
-	code, err := claimEventScript.Run(ctx, s.c, []string{s.eventKey(provider, eventID)}, ms(lease)).Int64()
+	code, err := claimEventScript.Run(ctx, s.once, []string{s.eventKey(provider, eventID)}, ms(lease)).Int64()
 	if err != nil {
 		return 0, err
 	}
@@ -35,7 +35,7 @@ func (s *Store) ClaimEventForPayment(ctx context.Context, provider, eventID stri
 		claim, err := s.ClaimEvent(ctx, provider, eventID, lease)
 		return claim, nil, err
 	}
-	reply, err := claimEventForPaymentScript.Run(ctx, s.c,
+	reply, err := claimEventForPaymentScript.Run(ctx, s.once,
 		[]string{s.eventKey(provider, eventID), s.refKey(provider, providerRef)}, ms(lease), s.tagged).Slice()
 	if err != nil {
 		return 0, nil, err
@@ -81,5 +81,5 @@ func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl
 // ReleaseEvent implements paymux.EventStore. A processed event stays
 // processed.
 func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {
-	return releaseEventScript.Run(ctx, s.c, []string{s.eventKey(provider, eventID)}).Err()
+	return releaseEventScript.Run(ctx, s.once, []string{s.eventKey(provider, eventID)}).Err()
 }

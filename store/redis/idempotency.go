@@ -27,7 +27,7 @@ func (s *Store) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*pa
 	if p.Payment != nil && p.Payment.Version == 0 && pid != "" {
 		fresh = "1"
 	}
-	res, err := claimScript.Run(ctx, s.c,
+	res, err := claimScript.Run(ctx, s.once,
 		[]string{s.recKey(p.Key), s.leaseKey(p.Key), s.staleKey(), s.payKey(pid)},
 		p.Key, p.Fingerprint, p.Token, ms(p.Lease), ms(ttl), pid, snap, fresh,
 	).Slice()
@@ -89,7 +89,7 @@ func (s *Store) CheckpointIdempotency(ctx context.Context, key, token string, p 
 			return err
 		}
 	}
-	code, err := checkpointScript.Run(ctx, s.c,
+	code, err := checkpointScript.Run(ctx, s.once,
 		[]string{s.recKey(key), s.leaseKey(key), s.staleKey()},
 		key, token, ms(lease), pid, snap,
 	).Int64()
@@ -124,7 +124,7 @@ func (s *Store) CompleteIdempotency(ctx context.Context, key, token string, p *p
 		return err
 	}
 	args = append(args, key, token)
-	code, err := completeScript.Run(ctx, s.c,
+	code, err := completeScript.Run(ctx, s.once,
 		[]string{s.recKey(key), s.leaseKey(key), s.staleKey(), s.payKey(p.ID), s.unsettledKey(), s.refKey(p.Provider, p.ProviderRef)},
 		args...,
 	).Int64()
@@ -140,7 +140,7 @@ func (s *Store) CompleteIdempotency(ctx context.Context, key, token string, p *p
 
 // ReleaseIdempotency implements paymux.IdempotencyStore in one script.
 func (s *Store) ReleaseIdempotency(ctx context.Context, key, token string) error {
-	code, err := releaseScript.Run(ctx, s.c,
+	code, err := releaseScript.Run(ctx, s.once,
 		[]string{s.recKey(key), s.leaseKey(key), s.staleKey()}, key, token).Int64()
 	if err != nil {
 		return err

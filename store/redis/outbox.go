@@ -36,7 +36,7 @@ func (s *Store) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return enqueueScript.Run(ctx, s.c, []string{s.deliveryKey(d.ID), s.dueKey()}, args...).Err()
+	return enqueueScript.Run(ctx, s.once, []string{s.deliveryKey(d.ID), s.dueKey()}, args...).Err()
 }
 
 // CompleteEventWithDelivery implements paymux.EventCompleter.
@@ -63,7 +63,7 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	if err != nil {
 		return err
 	}
-	return completeEventScript.Run(ctx, s.c,
+	return completeEventScript.Run(ctx, s.once,
 		[]string{s.deliveryKey(d.ID), s.dueKey(), s.eventKey(provider, eventID)},
 		append(args, ms(ttl))...).Err()
 }
@@ -99,7 +99,7 @@ func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease tim
 		return nil, nil
 	}
 	until := now.Add(lease)
-	res, err := claimDueScript.Run(ctx, s.c, []string{s.dueKey()},
+	res, err := claimDueScript.Run(ctx, s.once, []string{s.dueKey()},
 		s.tagged, micros(now), limit, nanos(until), micros(until)).Slice()
 	if err != nil {
 		return nil, err
@@ -116,7 +116,7 @@ func (s *Store) ClaimDueDeliveries(ctx context.Context, now time.Time, lease tim
 }
 
 func (s *Store) updateDelivery(ctx context.Context, id, op, lastErr string, next time.Time) error {
-	code, err := deliveryUpdateScript.Run(ctx, s.c, []string{s.deliveryKey(id), s.dueKey()},
+	code, err := deliveryUpdateScript.Run(ctx, s.once, []string{s.deliveryKey(id), s.dueKey()},
 		id, op, lastErr, nanos(next), micros(next), ms(s.opts.EventTTL)).Int64()
 	if err != nil {
 		return err
@@ -144,7 +144,7 @@ func (s *Store) CompleteDeliveries(ctx context.Context, ids []string) error {
 		keys = append(keys, s.deliveryKey(id))
 		args = append(args, id)
 	}
-	return completeDeliveriesScript.Run(ctx, s.c, keys, args...).Err()
+	return completeDeliveriesScript.Run(ctx, s.once, keys, args...).Err()
 }
 
 // RetryDelivery implements paymux.OutboxStore.

@@ -85,7 +85,7 @@ func (s *Store) SavePayment(ctx context.Context, p *paymux.Payment, expectedVers
 	if err != nil {
 		return err
 	}
-	code, err := saveScript.Run(ctx, s.c,
+	code, err := saveScript.Run(ctx, s.once,
 		[]string{s.payKey(p.ID), s.unsettledKey(), s.refKey(p.Provider, p.ProviderRef)}, args...).Int64()
 	if err != nil {
 		return err

@@ -27,6 +27,16 @@
 // batch's payments in one pipeline and CompleteDeliveries marks the batch
 // delivered in one script.
 //
+// # Lost replies
+//
+// A script that writes is sent at most once, whatever the client's
+// MaxRetries: go-redis would otherwise send it again after a connection
+// failure or a reply time-out, and the second run would answer for the
+// state the first one left (a fresh claim read as held by someone else, a
+// retry counted twice). When the reply to a writing script is lost, the
+// operation returns an *OutcomeUnknownError and the orchestrator fails
+// closed; reads are still retried.
+//
 // # Time
 //
 // Leases and TTLs are judged by the Redis server's clock (TIME inside the
@@ -69,8 +79,9 @@ type Options struct {
 // Store is a paymux.Store on Redis. It is safe for concurrent use.
 type Store struct {
 	c      redis.UniversalClient
-	prefix string // untagged prefix, "<prefix>:"
-	tagged string // "{<prefix>}:"
+	once   onceScripter // c, sending each writing script at most once
+	prefix string       // untagged prefix, "<prefix>:"
+	tagged string       // "{<prefix>}:"
 	opts   Options
 }
 
@@ -104,7 +115,7 @@ func New(c redis.UniversalClient, opts Options) *Store {
 	if opts.EventTTL <= 0 {
 		opts.EventTTL = paymux.DefaultEventTTL
 	}
-	return &Store{c: c, prefix: opts.Prefix + ":", tagged: "{" + opts.Prefix + "}:", opts: opts}
+	return &Store{c: c, once: onceScripter{c}, prefix: opts.Prefix + ":", tagged: "{" + opts.Prefix + "}:", opts: opts}
 }
 
 // Key layout. Variable parts that could contain ':' are length-prefixed so

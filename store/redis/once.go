@@ -1,0 +1,108 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A script that writes must reach Redis at most once.
+//
+// go-redis retries a command whose connection broke, or whose reply timed
+// out, after the command was written (Options.MaxRetries, 3 by default).
+// For a script that writes, that retry is a second run, and its reply
+// describes the state the first run left: a claim the caller has just
+// taken reads as held by another request, a completion as a lost claim, a
+// saved payment as a version conflict, a leased batch of deliveries as
+// leased again to nobody. The callers would act on a false answer.
+//
+// So every writing script goes through onceScripter: its commands say
+// NoRetry, which Client, ClusterClient, Ring and the Sentinel client all
+// honour (Cluster still follows MOVED and ASK, which the server sends
+// without running the command). A connection that fails after the command
+// was written gives the caller an error saying that the outcome is
+// unknown, and the orchestrator fails closed on it (ErrStoreUnavailable):
+// the idempotency key then settles the request on its next try. Reads keep
+// go-redis's retries; running a read twice changes nothing.
+
+// onceScripter is a redis.Scripter whose EVAL and EVALSHA are sent at most
+// once. The other methods are the client's own.
+type onceScripter struct {
+	redis.UniversalClient
+}
+
+// noRetryCmd is a *redis.Cmd that go-redis must not send a second time.
+type noRetryCmd struct {
+	*redis.Cmd
+}
+
+func (noRetryCmd) NoRetry() bool { return true }
+
+// sendAttempts bounds the tries of a script that never left this process:
+// a failed dial or an exhausted pool. Those are the failures go-redis would
+// have retried safely.
+const sendAttempts = 3
+
+func (o onceScripter) Eval(ctx context.Context, src string, keys []string, args ...any) *redis.Cmd {
+	return o.eval(ctx, "eval", src, keys, args)
+}
+
+func (o onceScripter) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return o.eval(ctx, "evalsha", sha1, keys, args)
+}
+
+func (o onceScripter) eval(ctx context.Context, name, payload string, keys []string, args []any) *redis.Cmd {
+	cmdArgs := make([]any, 0, 3+len(keys)+len(args))
+	cmdArgs = append(cmdArgs, name, payload, len(keys))
+	for _, k := range keys {
+		cmdArgs = append(cmdArgs, k)
+	}
+	cmdArgs = append(cmdArgs, args...)
+	var cmd *redis.Cmd
+	for range sendAttempts {
+		cmd = redis.NewCmd(ctx, cmdArgs...)
+		if len(keys) > 0 {
+			cmd.SetFirstKeyPos(3) // Cluster routes by the first key
+		}
+		err := o.Process(ctx, noRetryCmd{cmd})
+		if err == nil || !neverSent(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err := cmd.Err(); err != nil && mayHaveRun(err) {
+		cmd.SetErr(&OutcomeUnknownError{Err: err})
+	}
+	return cmd
+}
+
+// OutcomeUnknownError is returned by a store operation whose script was
+// sent to Redis but whose reply never came back: the connection failed, the
+// reply timed out or the context ended. The script ran once or not at all;
+// it was not sent again.
+type OutcomeUnknownError struct {
+	Err error
+}
+
+func (e *OutcomeUnknownError) Error() string {
+	return fmt.Sprintf("redisstore: no reply to a script that writes; it ran once or not at all, and was not sent again: %v", e.Err)
+}
+
+func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
+
+// neverSent reports whether err means the command did not leave this
+// process.
+func neverSent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &op) && op.Op == "dial")
+}
+
+// mayHaveRun reports whether err leaves the script's outcome open: not a
+// reply from the server (which ran the script, or refused it), and not a
+// failure before sending.
+func mayHaveRun(err error) bool {
+	var reply redis.Error
+	return !errors.As(err, &reply) && !neverSent(err)
+}

@@ -1,0 +1,339 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paymux/paymux"
+	redisstore "github.com/paymux/paymux/store/redis"
+)
+
+// replyCutter is a TCP proxy to the test server. Once armed, it lets the
+// next command that carries its marker reach Redis, waits until Redis has
+// run it, and closes the client's connection before the reply arrives: the
+// failure after which go-redis sends a command again. It counts every
+// command carrying the marker that reached Redis.
+type replyCutter struct {
+	ln     net.Listener
+	target string
+
+	mu      sync.Mutex
+	marker  []byte
+	pending bool // the next marked command is cut
+
+	sent atomic.Int32
+}
+
+func newReplyCutter(t *testing.T, target string) *replyCutter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replyCutter{ln: ln, target: target}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { p.serve(c) })
+		}
+	})
+	return p
+}
+
+// arm counts commands carrying marker from now on and cuts the first.
+func (p *replyCutter) arm(marker string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.marker, p.pending = []byte(marker), true
+	p.sent.Store(0)
+}
+
+// observe counts a chunk sent to Redis and says whether to cut after it.
+func (p *replyCutter) observe(chunk []byte) (cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.marker == nil || !bytes.Contains(chunk, p.marker) {
+		return false
+	}
+	p.sent.Add(1)
+	cut, p.pending = p.pending, false
+	return cut
+}
+
+func (p *replyCutter) serve(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer server.Close()
+	var cut atomic.Bool
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && !cut.Load() {
+				if _, err := client.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				_ = client.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			cutNow := p.observe(buf[:n])
+			if cutNow {
+				cut.Store(true) // before Redis can answer
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				return
+			}
+			if cutNow {
+				time.Sleep(100 * time.Millisecond) // Redis runs it
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// proxiedClient is a client with go-redis's default retries that reaches
+// the test server through p.
+func proxiedClient(t *testing.T, direct *redis.Client, p *replyCutter) *redis.Client {
+	o := *direct.Options()
+	o.Addr = p.ln.Addr().String()
+	o.MaxRetries = 3 // go-redis's default, spelled out
+	o.MinRetryBackoff, o.MaxRetryBackoff = time.Millisecond, 2*time.Millisecond
+	c := redis.NewClient(&o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Without the store's guard, go-redis runs a command twice when the reply
+// to its first run is lost. This shows that the proxy provokes exactly the
+// failure the store must survive.
+func TestGoRedisRetryRunsAScriptTwice(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := client(t)
+	key := prefix(t, c) + ":counter"
+	p := newReplyCutter(t, c.Options().Addr)
+	pc := proxiedClient(t, c, p)
+	p.arm(key)
+	n, err := pc.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{key}).Int64()
+	if err != nil || n != 2 || p.sent.Load() != 2 {
+		t.Fatalf("go-redis sent INCR %d times (reply %d, err %v); this test expects its retry to run it twice", p.sent.Load(), n, err)
+	}
+}
+
+// Each store operation that writes reaches Redis at most once: when the
+// reply is lost, the caller is told the outcome is unknown, and what the
+// one run did is in Redis.
+func TestWritesReachRedisAtMostOnce(t *testing.T) {
+	t.Parallel()
+	c := client(t)
+	cutter := newReplyCutter(t, c.Options().Addr)
+	proxied := proxiedClient(t, c, cutter)
+
+	pay := func() *paymux.Payment {
+		return &paymux.Payment{ID: "pay_1", IdempotencyKey: "k", Provider: "sim", ProviderRef: "ref_1",
+			Status: paymux.StatusAuthorized, Amount: paymux.Money{Amount: 1500, Currency: "EUR"}}
+	}
+	claim := func(ctx context.Context, st *redisstore.Store) error {
+		_, ok, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t1", Lease: time.Minute, Payment: pay()})
+		if err == nil && !ok {
+			err = errors.New("claim not taken")
+		}
+		return err
+	}
+	claimEvent := func(ctx context.Context, st *redisstore.Store) error {
+		_, err := st.ClaimEvent(ctx, "sim", "evt_1", time.Minute)
+		return err
+	}
+	delivery := func() *paymux.Delivery {
+		return &paymux.Delivery{ID: "sim/evt_1", Event: paymux.Event{Provider: "sim", ID: "evt_1"}, PaymentID: "pay_1", NextAttemptAt: time.Now().Add(-time.Second)}
+	}
+	enqueue := func(ctx context.Context, st *redisstore.Store) error { return st.EnqueueDelivery(ctx, delivery()) }
+	lease := func(ctx context.Context, st *redisstore.Store) error {
+		ds, err := st.ClaimDueDeliveries(ctx, time.Now(), time.Minute, 10)
+		if err == nil && len(ds) != 1 {
+			err = errors.New("no delivery leased")
+		}
+		return err
+	}
+	none := func(context.Context, *redisstore.Store) error { return nil }
+
+	cases := []struct {
+		name  string
+		setup func(context.Context, *redisstore.Store) error
+		write func(context.Context, *redisstore.Store) error
+		// after checks, on a direct connection, that the one run happened.
+		after func(context.Context, *redisstore.Store) error
+	}{
+		{"ClaimIdempotency", none, claim, func(ctx context.Context, st *redisstore.Store) error {
+			rec, err := st.GetIdempotency(ctx, "k")
+			if err == nil && (rec.Token != "t1" || rec.State != paymux.ClaimInFlight) {
+				err = errors.New("claim not recorded")
+			}
+			return err
+		}},
+		{"CheckpointIdempotency", claim, func(ctx context.Context, st *redisstore.Store) error {
+			p := pay()
+			p.Status = paymux.StatusPending
+			return st.CheckpointIdempotency(ctx, "k", "t1", p, time.Minute)
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			rec, err := st.GetIdempotency(ctx, "k")
+			if err == nil && (rec.Payment == nil || rec.Payment.Status != paymux.StatusPending) {
+				err = errors.New("checkpoint not recorded")
+			}
+			return err
+		}},
+		{"CompleteIdempotency", claim, func(ctx context.Context, st *redisstore.Store) error {
+			return st.CompleteIdempotency(ctx, "k", "t1", pay())
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			rec, err := st.GetIdempotency(ctx, "k")
+			if err == nil && rec.State != paymux.ClaimCompleted {
+				err = errors.New("completion not recorded")
+			}
+			if p, perr := st.GetPayment(ctx, "pay_1"); perr != nil || p.Version != 1 {
+				return errors.Join(err, perr, errors.New("payment not saved exactly once"))
+			}
+			return err
+		}},
+		{"ReleaseIdempotency", claim, func(ctx context.Context, st *redisstore.Store) error {
+			return st.ReleaseIdempotency(ctx, "k", "t1")
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			if _, err := st.GetIdempotency(ctx, "k"); !errors.Is(err, paymux.ErrNotFound) {
+				return errors.Join(errors.New("claim not released"), err)
+			}
+			return nil
+		}},
+		{"SavePayment", none, func(ctx context.Context, st *redisstore.Store) error {
+			return st.SavePayment(ctx, pay(), 0)
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			p, err := st.GetPayment(ctx, "pay_1")
+			if err == nil && p.Version != 1 {
+				err = errors.New("payment not saved exactly once")
+			}
+			return err
+		}},
+		{"ClaimEvent", none, claimEvent, func(ctx context.Context, st *redisstore.Store) error {
+			if c, err := st.ClaimEvent(ctx, "sim", "evt_1", time.Minute); err != nil || c != paymux.EventBusy {
+				return errors.Join(errors.New("event claim not recorded"), err)
+			}
+			return nil
+		}},
+		{"ClaimEventForPayment", func(ctx context.Context, st *redisstore.Store) error {
+			return st.SavePayment(ctx, pay(), 0)
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			_, _, err := st.ClaimEventForPayment(ctx, "sim", "evt_1", time.Minute, "ref_1")
+			return err
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			if c, err := st.ClaimEvent(ctx, "sim", "evt_1", time.Minute); err != nil || c != paymux.EventBusy {
+				return errors.Join(errors.New("event claim not recorded"), err)
+			}
+			return nil
+		}},
+		{"ReleaseEvent", claimEvent, func(ctx context.Context, st *redisstore.Store) error {
+			return st.ReleaseEvent(ctx, "sim", "evt_1")
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			if c, err := st.ClaimEvent(ctx, "sim", "evt_1", time.Minute); err != nil || c != paymux.EventClaimed {
+				return errors.Join(errors.New("event not released"), err)
+			}
+			return nil
+		}},
+		{"EnqueueDelivery", none, enqueue, func(ctx context.Context, st *redisstore.Store) error {
+			_, err := st.GetDelivery(ctx, "sim/evt_1")
+			return err
+		}},
+		{"CompleteEventWithDelivery", claimEvent, func(ctx context.Context, st *redisstore.Store) error {
+			return st.CompleteEventWithDelivery(ctx, "sim", "evt_1", time.Hour, delivery())
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			if c, err := st.ClaimEvent(ctx, "sim", "evt_1", time.Minute); err != nil || c != paymux.EventDuplicate {
+				return errors.Join(errors.New("event not marked processed"), err)
+			}
+			_, err := st.GetDelivery(ctx, "sim/evt_1")
+			return err
+		}},
+		{"ClaimDueDeliveries", enqueue, lease, func(ctx context.Context, st *redisstore.Store) error {
+			// Leased once, by the lost call: nothing is due now.
+			ds, err := st.ClaimDueDeliveries(ctx, time.Now(), time.Minute, 10)
+			if err == nil && len(ds) != 0 {
+				err = errors.New("the delivery was not leased")
+			}
+			return err
+		}},
+		{"RetryDelivery", func(ctx context.Context, st *redisstore.Store) error {
+			return errors.Join(enqueue(ctx, st), lease(ctx, st))
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			return st.RetryDelivery(ctx, "sim/evt_1", time.Now().Add(time.Hour), "503")
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			d, err := st.GetDelivery(ctx, "sim/evt_1")
+			if err == nil && d.Attempts != 1 {
+				err = errors.New("the attempt was not counted exactly once")
+			}
+			return err
+		}},
+		{"CompleteDeliveries", func(ctx context.Context, st *redisstore.Store) error {
+			return errors.Join(enqueue(ctx, st), lease(ctx, st))
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			return st.CompleteDeliveries(ctx, []string{"sim/evt_1"})
+		}, func(ctx context.Context, st *redisstore.Store) error {
+			d, err := st.GetDelivery(ctx, "sim/evt_1")
+			if err == nil && d.State != paymux.DeliveryDelivered {
+				err = errors.New("the delivery was not marked delivered")
+			}
+			return err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			// A first run on other keys loads the scripts, so the cut run
+			// is the script itself and not its NOSCRIPT answer.
+			warm := redisstore.New(c, redisstore.Options{Prefix: prefix(t, c)})
+			if err := errors.Join(tc.setup(ctx, warm), tc.write(ctx, warm)); err != nil {
+				t.Fatalf("without faults: %v", err)
+			}
+			pfx := prefix(t, c)
+			direct := redisstore.New(c, redisstore.Options{Prefix: pfx})
+			if err := tc.setup(ctx, direct); err != nil {
+				t.Fatal(err)
+			}
+			cutter.arm(pfx)
+			err := tc.write(ctx, redisstore.New(proxied, redisstore.Options{Prefix: pfx}))
+			var unknown *redisstore.OutcomeUnknownError
+			if !errors.As(err, &unknown) {
+				t.Errorf("a lost reply gave %v; want an OutcomeUnknownError", err)
+			}
+			if n := cutter.sent.Load(); n != 1 {
+				t.Errorf("the write reached Redis %d times; want once", n)
+			}
+			cutter.arm("\x00never") // stop counting this test's keys
+			if err := tc.after(ctx, direct); err != nil {
+				t.Errorf("after the lost reply: %v", err)
+			}
+		})
+	}
+}
