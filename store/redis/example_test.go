@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -32,4 +33,27 @@ func Example() {
 	}
 	_ = cb
 	_ = context.Background()
+}
+
+// A shop's own script that writes, sent at most once: if the reply is
+// lost, the caller learns that the outcome is unknown instead of reading
+// the answer of a second run ("already used").
+func ExampleAtMostOnce() {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer client.Close()
+	useCoupon := redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+return 0`)
+
+	ctx := context.Background()
+	first, err := useCoupon.Run(ctx, redisstore.AtMostOnce(client), []string{"shop:coupon:DROP10"}, "order_1").Int()
+	var unknown *redisstore.OutcomeUnknownError
+	switch {
+	case errors.As(err, &unknown):
+		// Ran once or not at all: look before trying again.
+	case err != nil:
+		// Redis refused it, or it never left this process.
+	default:
+		_ = first // 1: this order took the coupon
+	}
 }

@@ -34,6 +34,15 @@ type onceScripter struct {
 	redis.UniversalClient
 }
 
+// AtMostOnce returns a redis.Scripter on c that sends each EVAL and EVALSHA
+// at most once, as the Store does with its own writing scripts. Run a
+// script that writes through it (script.Run(ctx, redisstore.AtMostOnce(c),
+// ...)) when a second run would answer differently from the first; a lost
+// reply then gives an *OutcomeUnknownError.
+func AtMostOnce(c redis.UniversalClient) redis.Scripter {
+	return onceScripter{c}
+}
+
 // noRetryCmd is a *redis.Cmd that go-redis must not send a second time.
 type noRetryCmd struct {
 	*redis.Cmd
