@@ -112,6 +112,13 @@ func (b *BreakerStore) Lock(name string) error {
 	ctx, cancel := b.ctx()
 	defer cancel()
 	ok, err := b.c.SetNX(ctx, b.key(name), token, b.opts.LockTTL).Result()
+	if !ok {
+		// When the reply to SET NX is lost, go-redis sends it again, and
+		// the second one finds this store's own token: look whose it is.
+		if held, gerr := b.c.Get(ctx, b.key(name)).Result(); gerr == nil && held == token {
+			ok, err = true, nil
+		}
+	}
 	if err != nil || !ok {
 		<-l.sem
 		if err == nil {

@@ -337,3 +337,25 @@ func TestWritesReachRedisAtMostOnce(t *testing.T) {
 		})
 	}
 }
+
+// A breaker lock whose SET NX reply was lost is still this store's: the
+// resent SET NX finds its token, and the store must not report the lock
+// as held by another instance until its TTL ends.
+func TestBreakerLockSurvivesALostReply(t *testing.T) {
+	t.Parallel()
+	c := client(t)
+	cutter := newReplyCutter(t, c.Options().Addr)
+	pfx := prefix(t, c)
+	b := redisstore.NewBreakerStore(proxiedClient(t, c, cutter), redisstore.BreakerOptions{Prefix: pfx, LocalWait: 50 * time.Millisecond})
+	cutter.arm(pfx + ":cb:stripe")
+	if err := b.Lock("stripe"); err != nil {
+		t.Fatalf("Lock after a lost reply: %v", err)
+	}
+	if err := b.Unlock("stripe"); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	if err := b.Lock("stripe"); err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+	_ = b.Unlock("stripe")
+}
