@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -12,15 +13,31 @@ import (
 // errStoreCut is what a cut store answers: like a dead connection.
 var errStoreCut = errors.New("store connection cut (chaos)")
 
-// CuttableStore wraps paymux's store so that chaos can cut the connection:
-// while cut, every call fails the way a lost connection does.
+// errReplyLost is what a call in flight when the cut began answers: it
+// reached the store, and what it wrote stays written.
+var errReplyLost = fmt.Errorf("%w after the call was sent; its reply is lost", errStoreCut)
+
+// CuttableStore wraps paymux's store so that chaos can cut the connection
+// the way a network does: while cut, every call fails, and a call that was
+// in flight when the cut began has done its work in the store but its
+// caller hears only the failure.
 type CuttableStore struct {
 	paymux.Store
-	cut atomic.Bool
+	cut  atomic.Bool
+	cuts atomic.Uint64 // cuts begun so far
+	lost atomic.Int64  // replies lost to a cut
 }
 
-// Cut fails every call until Restore.
-func (c *CuttableStore) Cut() { c.cut.Store(true) }
+// LostReplies is how many calls did their work in the store but lost
+// their replies to a cut.
+func (c *CuttableStore) LostReplies() int64 { return c.lost.Load() }
+
+// Cut fails every call until Restore, and loses the replies of calls in
+// flight.
+func (c *CuttableStore) Cut() {
+	c.cuts.Add(1)
+	c.cut.Store(true)
+}
 
 // Restore ends a Cut.
 func (c *CuttableStore) Restore() { c.cut.Store(false) }
@@ -31,107 +48,27 @@ func (c *CuttableStore) CutFor(d time.Duration) {
 	time.AfterFunc(d, c.Restore)
 }
 
-func (c *CuttableStore) down() error {
+// call runs f unless the store is cut; if a cut begins while f runs, its
+// result is lost.
+func call[T any](c *CuttableStore, f func() (T, error)) (T, error) {
+	var zero T
+	before := c.cuts.Load()
 	if c.cut.Load() {
-		return errStoreCut
+		return zero, errStoreCut
 	}
-	return nil
+	v, err := f()
+	if c.cuts.Load() != before {
+		c.lost.Add(1)
+		return zero, errReplyLost
+	}
+	return v, err
 }
 
-func (c *CuttableStore) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*paymux.IdempotencyRecord, bool, error) {
-	if err := c.down(); err != nil {
-		return nil, false, err
-	}
-	return c.Store.ClaimIdempotency(ctx, p)
+func callErr(c *CuttableStore, f func() error) error {
+	_, err := call(c, func() (struct{}, error) { return struct{}{}, f() })
+	return err
 }
 
-func (c *CuttableStore) CheckpointIdempotency(ctx context.Context, key, token string, p *paymux.Payment, lease time.Duration) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.CheckpointIdempotency(ctx, key, token, p, lease)
-}
-
-func (c *CuttableStore) CompleteIdempotency(ctx context.Context, key, token string, p *paymux.Payment) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.CompleteIdempotency(ctx, key, token, p)
-}
-
-func (c *CuttableStore) ReleaseIdempotency(ctx context.Context, key, token string) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.ReleaseIdempotency(ctx, key, token)
-}
-
-func (c *CuttableStore) GetIdempotency(ctx context.Context, key string) (*paymux.IdempotencyRecord, error) {
-	if err := c.down(); err != nil {
-		return nil, err
-	}
-	return c.Store.GetIdempotency(ctx, key)
-}
-
-func (c *CuttableStore) GetPayment(ctx context.Context, id string) (*paymux.Payment, error) {
-	if err := c.down(); err != nil {
-		return nil, err
-	}
-	return c.Store.GetPayment(ctx, id)
-}
-
-func (c *CuttableStore) GetPaymentByProviderRef(ctx context.Context, provider, ref string) (*paymux.Payment, error) {
-	if err := c.down(); err != nil {
-		return nil, err
-	}
-	return c.Store.GetPaymentByProviderRef(ctx, provider, ref)
-}
-
-func (c *CuttableStore) SavePayment(ctx context.Context, p *paymux.Payment, expected int64) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.SavePayment(ctx, p, expected)
-}
-
-func (c *CuttableStore) ClaimEvent(ctx context.Context, provider, id string, lease time.Duration) (paymux.EventClaim, error) {
-	if err := c.down(); err != nil {
-		return 0, err
-	}
-	return c.Store.ClaimEvent(ctx, provider, id, lease)
-}
-
-func (c *CuttableStore) CompleteEvent(ctx context.Context, provider, id string, ttl time.Duration) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.CompleteEvent(ctx, provider, id, ttl)
-}
-
-func (c *CuttableStore) ReleaseEvent(ctx context.Context, provider, id string) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.ReleaseEvent(ctx, provider, id)
-}
-
-func (c *CuttableStore) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	return c.Store.EnqueueDelivery(ctx, d)
-}
-
-func (c *CuttableStore) ClaimDueDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paymux.Delivery, error) {
-	if err := c.down(); err != nil {
-		return nil, err
-	}
-	return c.Store.ClaimDueDeliveries(ctx, now, lease, limit)
-}
-
-// The store's optional one-round-trip capabilities pass through the cut, so
-// that wrapping the store for chaos does not change how many round trips
-// the platform makes; a store without one gets the step-by-step calls.
 var (
 	_ paymux.EventCompleter      = (*CuttableStore)(nil)
 	_ paymux.EventPaymentClaimer = (*CuttableStore)(nil)
@@ -139,63 +76,149 @@ var (
 	_ paymux.PaymentsGetter      = (*CuttableStore)(nil)
 )
 
+func (c *CuttableStore) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*paymux.IdempotencyRecord, bool, error) {
+	type claim struct {
+		rec *paymux.IdempotencyRecord
+		ok  bool
+	}
+	r, err := call(c, func() (claim, error) {
+		rec, ok, err := c.Store.ClaimIdempotency(ctx, p)
+		return claim{rec, ok}, err
+	})
+	return r.rec, r.ok, err
+}
+
+func (c *CuttableStore) CheckpointIdempotency(ctx context.Context, key, token string, p *paymux.Payment, lease time.Duration) error {
+	return callErr(c, func() error { return c.Store.CheckpointIdempotency(ctx, key, token, p, lease) })
+}
+
+func (c *CuttableStore) CompleteIdempotency(ctx context.Context, key, token string, p *paymux.Payment) error {
+	return callErr(c, func() error { return c.Store.CompleteIdempotency(ctx, key, token, p) })
+}
+
+func (c *CuttableStore) ReleaseIdempotency(ctx context.Context, key, token string) error {
+	return callErr(c, func() error { return c.Store.ReleaseIdempotency(ctx, key, token) })
+}
+
+func (c *CuttableStore) GetIdempotency(ctx context.Context, key string) (*paymux.IdempotencyRecord, error) {
+	return call(c, func() (*paymux.IdempotencyRecord, error) { return c.Store.GetIdempotency(ctx, key) })
+}
+
+func (c *CuttableStore) ListStaleClaims(ctx context.Context, before time.Time, limit int) ([]*paymux.IdempotencyRecord, error) {
+	return call(c, func() ([]*paymux.IdempotencyRecord, error) { return c.Store.ListStaleClaims(ctx, before, limit) })
+}
+
+func (c *CuttableStore) GetPayment(ctx context.Context, id string) (*paymux.Payment, error) {
+	return call(c, func() (*paymux.Payment, error) { return c.Store.GetPayment(ctx, id) })
+}
+
+func (c *CuttableStore) GetPaymentByProviderRef(ctx context.Context, provider, ref string) (*paymux.Payment, error) {
+	return call(c, func() (*paymux.Payment, error) { return c.Store.GetPaymentByProviderRef(ctx, provider, ref) })
+}
+
+func (c *CuttableStore) SavePayment(ctx context.Context, p *paymux.Payment, expected int64) error {
+	return callErr(c, func() error { return c.Store.SavePayment(ctx, p, expected) })
+}
+
+func (c *CuttableStore) ListUnsettledPayments(ctx context.Context, before time.Time, limit int) ([]*paymux.Payment, error) {
+	return call(c, func() ([]*paymux.Payment, error) { return c.Store.ListUnsettledPayments(ctx, before, limit) })
+}
+
+func (c *CuttableStore) ClaimEvent(ctx context.Context, provider, id string, lease time.Duration) (paymux.EventClaim, error) {
+	return call(c, func() (paymux.EventClaim, error) { return c.Store.ClaimEvent(ctx, provider, id, lease) })
+}
+
+func (c *CuttableStore) CompleteEvent(ctx context.Context, provider, id string, ttl time.Duration) error {
+	return callErr(c, func() error { return c.Store.CompleteEvent(ctx, provider, id, ttl) })
+}
+
+func (c *CuttableStore) ReleaseEvent(ctx context.Context, provider, id string) error {
+	return callErr(c, func() error { return c.Store.ReleaseEvent(ctx, provider, id) })
+}
+
+func (c *CuttableStore) EnqueueDelivery(ctx context.Context, d *paymux.Delivery) error {
+	return callErr(c, func() error { return c.Store.EnqueueDelivery(ctx, d) })
+}
+
+func (c *CuttableStore) ClaimDueDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*paymux.Delivery, error) {
+	return call(c, func() ([]*paymux.Delivery, error) { return c.Store.ClaimDueDeliveries(ctx, now, lease, limit) })
+}
+
+func (c *CuttableStore) CompleteDelivery(ctx context.Context, id string) error {
+	return callErr(c, func() error { return c.Store.CompleteDelivery(ctx, id) })
+}
+
+func (c *CuttableStore) RetryDelivery(ctx context.Context, id string, next time.Time, lastErr string) error {
+	return callErr(c, func() error { return c.Store.RetryDelivery(ctx, id, next, lastErr) })
+}
+
+func (c *CuttableStore) DeadLetterDelivery(ctx context.Context, id string, lastErr string) error {
+	return callErr(c, func() error { return c.Store.DeadLetterDelivery(ctx, id, lastErr) })
+}
+
+func (c *CuttableStore) GetDelivery(ctx context.Context, id string) (*paymux.Delivery, error) {
+	return call(c, func() (*paymux.Delivery, error) { return c.Store.GetDelivery(ctx, id) })
+}
+
 func (c *CuttableStore) ClaimEventForPayment(ctx context.Context, provider, eventID string, lease time.Duration, providerRef string) (paymux.EventClaim, *paymux.Payment, error) {
-	if err := c.down(); err != nil {
-		return 0, nil, err
+	type claim struct {
+		claim paymux.EventClaim
+		p     *paymux.Payment
 	}
-	if pc, ok := c.Store.(paymux.EventPaymentClaimer); ok {
-		return pc.ClaimEventForPayment(ctx, provider, eventID, lease, providerRef)
-	}
-	claim, err := c.Store.ClaimEvent(ctx, provider, eventID, lease)
-	return claim, nil, err // the caller reads the payment
+	r, err := call(c, func() (claim, error) {
+		if pc, ok := c.Store.(paymux.EventPaymentClaimer); ok {
+			ec, p, err := pc.ClaimEventForPayment(ctx, provider, eventID, lease, providerRef)
+			return claim{ec, p}, err
+		}
+		ec, err := c.Store.ClaimEvent(ctx, provider, eventID, lease)
+		return claim{claim: ec}, err // the caller reads the payment
+	})
+	return r.claim, r.p, err
 }
 
 func (c *CuttableStore) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	if ec, ok := c.Store.(paymux.EventCompleter); ok {
-		return ec.CompleteEventWithDelivery(ctx, provider, eventID, ttl, d)
-	}
-	// The delivery first: the event is never marked without it.
-	if err := c.Store.EnqueueDelivery(ctx, d); err != nil {
-		return err
-	}
-	return c.Store.CompleteEvent(ctx, provider, eventID, ttl)
+	return callErr(c, func() error {
+		if ec, ok := c.Store.(paymux.EventCompleter); ok {
+			return ec.CompleteEventWithDelivery(ctx, provider, eventID, ttl, d)
+		}
+		// The delivery first: the event is never marked without it.
+		if err := c.Store.EnqueueDelivery(ctx, d); err != nil {
+			return err
+		}
+		return c.Store.CompleteEvent(ctx, provider, eventID, ttl)
+	})
 }
 
 func (c *CuttableStore) CompleteDeliveries(ctx context.Context, ids []string) error {
-	if err := c.down(); err != nil {
-		return err
-	}
-	if dc, ok := c.Store.(paymux.DeliveryCompleter); ok {
-		return dc.CompleteDeliveries(ctx, ids)
-	}
-	for _, id := range ids {
-		if err := c.Store.CompleteDelivery(ctx, id); err != nil && !errors.Is(err, paymux.ErrNotFound) {
-			return err
+	return callErr(c, func() error {
+		if dc, ok := c.Store.(paymux.DeliveryCompleter); ok {
+			return dc.CompleteDeliveries(ctx, ids)
 		}
-	}
-	return nil
+		for _, id := range ids {
+			if err := c.Store.CompleteDelivery(ctx, id); err != nil && !errors.Is(err, paymux.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (c *CuttableStore) GetPayments(ctx context.Context, ids []string) (map[string]*paymux.Payment, error) {
-	if err := c.down(); err != nil {
-		return nil, err
-	}
-	if pg, ok := c.Store.(paymux.PaymentsGetter); ok {
-		return pg.GetPayments(ctx, ids)
-	}
-	out := make(map[string]*paymux.Payment, len(ids))
-	for _, id := range ids {
-		p, err := c.Store.GetPayment(ctx, id)
-		if errors.Is(err, paymux.ErrNotFound) {
-			continue
+	return call(c, func() (map[string]*paymux.Payment, error) {
+		if pg, ok := c.Store.(paymux.PaymentsGetter); ok {
+			return pg.GetPayments(ctx, ids)
 		}
-		if err != nil {
-			return nil, err
+		out := make(map[string]*paymux.Payment, len(ids))
+		for _, id := range ids {
+			p, err := c.Store.GetPayment(ctx, id)
+			if errors.Is(err, paymux.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			out[id] = p
 		}
-		out[id] = p
-	}
-	return out, nil
+		return out, nil
+	})
 }

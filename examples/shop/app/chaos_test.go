@@ -46,3 +46,33 @@ func TestCuttableStoreKeepsCapabilities(t *testing.T) {
 		t.Fatalf("GetPayments(absent) = %v, %v", ps, err)
 	}
 }
+
+// cutMidCall is a store whose SavePayment lets a cut begin while it runs.
+type cutMidCall struct {
+	paymux.Store
+	cut func()
+}
+
+func (s cutMidCall) SavePayment(ctx context.Context, p *paymux.Payment, expected int64) error {
+	s.cut()
+	return s.Store.SavePayment(ctx, p, expected)
+}
+
+// A call in flight when the cut begins does its work, and its caller hears
+// only that the connection failed: the hard case for whoever retries.
+func TestCutLosesTheReplyOfACallInFlight(t *testing.T) {
+	ctx := context.Background()
+	c := &CuttableStore{}
+	c.Store = cutMidCall{Store: memory.New(memory.Options{}), cut: c.Cut}
+	p := &paymux.Payment{ID: "pay_1", Status: paymux.StatusAuthorized}
+	if err := c.SavePayment(ctx, p, 0); !errors.Is(err, errReplyLost) || !errors.Is(err, errStoreCut) {
+		t.Fatalf("SavePayment in flight at the cut: %v, want errReplyLost", err)
+	}
+	if _, err := c.GetPayment(ctx, "pay_1"); !errors.Is(err, errStoreCut) || errors.Is(err, errReplyLost) {
+		t.Fatalf("GetPayment during the cut: %v, want errStoreCut", err)
+	}
+	c.Restore()
+	if got, err := c.GetPayment(ctx, "pay_1"); err != nil || got.Version != 1 {
+		t.Fatalf("after the cut: %+v %v, want the payment the lost call saved", got, err)
+	}
+}

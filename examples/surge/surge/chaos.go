@@ -155,7 +155,10 @@ func (r *runner) startChaos(ctx context.Context, open time.Time) *chaosRun {
 	cut := scaled(5 * time.Second)
 	at(0.65, fmt.Sprintf("store connection cut for %s", cut.Round(time.Millisecond)), func() {
 		a.Store.Cut()
-		after(cut, "store back", a.Store.Restore)
+		after(cut, "store back", func() {
+			a.Store.Restore()
+			c.event(fmt.Sprintf("%d store calls in flight at the cut had done their work and lost their replies", a.Store.LostReplies()))
+		})
 	})
 	burst(0.80, 0.2, 2*time.Second)
 	// The time-outs after commit last as long as buyers arrive.
