@@ -31,6 +31,14 @@ func stores() map[string]func(t *testing.T) order.Store {
 			t.Cleanup(func() { dropRedis(rdb, prefix) })
 			return order.NewRedisStore(rdb, prefix)
 		},
+		// Cluster takes other paths: checkout reserves then creates, and a
+		// paid order settles step by step (see store_cluster_test.go).
+		"redis-cluster": func(t *testing.T) order.Store {
+			rdb := testenv.RedisCluster(t)
+			prefix := testenv.Prefix("ordc") + ":"
+			t.Cleanup(func() { _ = testenv.DropClusterKeys(rdb, prefix) })
+			return order.NewRedisStore(rdb, prefix)
+		},
 	}
 }
 

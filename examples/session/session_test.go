@@ -41,6 +41,10 @@ func stores(t *testing.T) map[string]func(t *testing.T) session.Store {
 		"redis": func(t *testing.T) session.Store {
 			return session.NewRedisStore(testenv.Redis(t), testenv.Prefix("sess")+":")
 		},
+		"redis-cluster": func(t *testing.T) session.Store {
+			st, _, _ := clusterStore(t)
+			return st
+		},
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +23,11 @@ import (
 // Unavailable skips or fails the test for a missing server.
 func Unavailable(t testing.TB, what, envVar string, err error) {
 	t.Helper()
-	msg := fmt.Sprintf("%s unreachable (%v); set %s to point at one", what, err, envVar)
+	skipOrFail(t, fmt.Sprintf("%s unreachable (%v); set %s to point at one", what, err, envVar))
+}
+
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv("PAYMUX_REQUIRE_SERVICES") == "1" {
 		t.Fatal(msg)
 	}
@@ -121,6 +127,75 @@ func Redis(t testing.TB) *redis.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// RedisClusterAddrs are the seed addresses of the test Redis Cluster:
+// PAYMUX_REDIS_CLUSTER (comma-separated), or the three masters that
+// scripts/redis-cluster.sh starts.
+func RedisClusterAddrs() []string {
+	var addrs []string
+	for _, a := range strings.Split(env("PAYMUX_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// RedisCluster connects to the test Redis Cluster. One that is unreachable,
+// not cluster_state:ok on every master, or of a single master (where keys of
+// different hash tags would share a node, hiding what Cluster changes)
+// skips the test, or fails it with PAYMUX_REQUIRE_SERVICES=1.
+func RedisCluster(t testing.TB) *redis.ClusterClient {
+	t.Helper()
+	addrs := RedisClusterAddrs()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, DialTimeout: 2 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var masters atomic.Int32
+	err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		info, err := m.ClusterInfo(ctx).Result()
+		if err == nil && !strings.Contains(info, "cluster_state:ok") {
+			err = fmt.Errorf("%s: not cluster_state:ok", m.Options().Addr)
+		}
+		masters.Add(1)
+		return err
+	})
+	if err == nil && masters.Load() < 2 {
+		err = fmt.Errorf("%d master, the tests need at least 2", masters.Load())
+	}
+	if err != nil {
+		c.Close()
+		skipOrFail(t, fmt.Sprintf("Redis Cluster unusable at %s (%v); start it with `bash scripts/redis-cluster.sh` "+
+			"or set PAYMUX_REDIS_CLUSTER to its addresses", strings.Join(addrs, ","), err))
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// DropClusterKeys deletes every key starting with prefix on every master of
+// c. Keys of one node may be in different slots, which a multi-key DEL
+// refuses (CROSSSLOT), so each key goes in its own UNLINK.
+func DropClusterKeys(c *redis.ClusterClient, prefix string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		var keys []string
+		iter := m.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil || len(keys) == 0 {
+			return err
+		}
+		_, err := m.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			for _, k := range keys {
+				pl.Unlink(ctx, k)
+			}
+			return nil
+		})
+		return err
+	})
 }
 
 // Prefix returns a unique table or key prefix for one test.
