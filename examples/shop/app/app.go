@@ -37,9 +37,9 @@ import (
 
 // Config configures the platform. Zero values mean:
 //
-//	Store          "sqlite": one of memory, sqlite, redis, postgres, mysql
+//	Store          "sqlite": one of memory, sqlite, redis, redis-cluster, postgres, mysql
 //	SQLitePath     "paymux-shop.db" in the working directory
-//	RedisURL       redis://127.0.0.1:6379/0
+//	RedisURL       redis://127.0.0.1:6379/0; for redis-cluster, DefaultRedisClusterURL
 //	PostgresDSN    postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //	MySQLDSN       root@tcp(127.0.0.1:3306)/test
 //	MaxDBConns     0: sqlstore.OpenDB's pool (32) on PostgreSQL and MySQL; tests that
@@ -301,17 +301,15 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 	switch cfg.Store {
 	case "memory":
 		return memory.New(memory.Options{}), session.NewMemoryStore(), order.NewMemoryStore(), nil
-	case "redis":
-		opt, err := redis.ParseURL(envOr(cfg.RedisURL, "redis://127.0.0.1:6379/0"))
+	case "redis", "redis-cluster":
+		rdb, err := openRedis(cfg)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		opt.PoolSize = 128
-		rdb := redis.NewClient(opt)
 		a.closers = append(a.closers, rdb.Close)
 		a.purge = purgeRedis(rdb, cfg.Prefix)
 		if err := rdb.Ping(ctx).Err(); err != nil {
-			return nil, nil, nil, fmt.Errorf("redis: %w", err)
+			return nil, nil, nil, fmt.Errorf("%s: %w", cfg.Store, err)
 		}
 		return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Prefix + "paymux"}),
 			session.NewRedisStore(rdb, cfg.Prefix+"shop:"), order.NewRedisStore(rdb, cfg.Prefix+"shop:"), nil
@@ -362,7 +360,7 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 		}
 		return ps, ss, os, nil
 	}
-	return nil, nil, nil, fmt.Errorf("unknown store %q (memory, sqlite, redis, postgres, mysql)", cfg.Store)
+	return nil, nil, nil, fmt.Errorf("unknown store %q (memory, sqlite, redis, redis-cluster, postgres, mysql)", cfg.Store)
 }
 
 // Start runs the payment workers, the event dispatcher and the reconciler.
@@ -414,32 +412,74 @@ func (a *App) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// DefaultRedisClusterURL is the "redis-cluster" store's default: the three
+// masters scripts/redis-cluster.sh starts.
+const DefaultRedisClusterURL = "redis://127.0.0.1:7001?addr=127.0.0.1:7002&addr=127.0.0.1:7003"
+
+// openRedis connects to one Redis server (a redis:// URL) or, for the
+// "redis-cluster" store, to a Cluster (go-redis's cluster URL: one address
+// in the host, the others as addr parameters).
+func openRedis(cfg Config) (redis.UniversalClient, error) {
+	if cfg.Store == "redis-cluster" {
+		opt, err := redis.ParseClusterURL(envOr(cfg.RedisURL, DefaultRedisClusterURL))
+		if err != nil {
+			return nil, fmt.Errorf("redis-cluster URL: %w", err)
+		}
+		opt.PoolSize = 128
+		return redis.NewClusterClient(opt), nil
+	}
+	opt, err := redis.ParseURL(envOr(cfg.RedisURL, "redis://127.0.0.1:6379/0"))
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	opt.PoolSize = 128
+	return redis.NewClient(opt), nil
+}
+
 // purgeRedis deletes every key that starts with prefix, or with "{" and
-// prefix (paymux's keys put their prefix in a hash tag).
-func purgeRedis(rdb *redis.Client, prefix string) func(context.Context) error {
+// prefix (paymux's keys put their prefix in a hash tag), on every master
+// of a Cluster.
+func purgeRedis(rdb redis.UniversalClient, prefix string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		for _, match := range []string{globEscape(prefix) + "*", globEscape("{"+prefix) + "*"} {
-			iter := rdb.Scan(ctx, 0, match, 5000).Iterator()
-			batch := make([]string, 0, 5000)
-			for iter.Next(ctx) {
-				if batch = append(batch, iter.Val()); len(batch) == cap(batch) {
-					if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
-						return err
-					}
-					batch = batch[:0]
-				}
+		if cc, ok := rdb.(*redis.ClusterClient); ok {
+			return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+				return purgeRedisNode(ctx, node, prefix)
+			})
+		}
+		return purgeRedisNode(ctx, rdb, prefix)
+	}
+}
+
+// purgeRedisNode unlinks one key per command: a Cluster refuses a
+// multi-key UNLINK whose keys hash to different slots, and a pipeline
+// keeps it to one round trip per batch anyway.
+func purgeRedisNode(ctx context.Context, rdb redis.Cmdable, prefix string) error {
+	for _, match := range []string{globEscape(prefix) + "*", globEscape("{"+prefix) + "*"} {
+		iter := rdb.Scan(ctx, 0, match, 5000).Iterator()
+		pipe := rdb.Pipeline()
+		flush := func() error {
+			if pipe.Len() == 0 {
+				return nil
 			}
-			if err := iter.Err(); err != nil {
-				return err
-			}
-			if len(batch) > 0 {
-				if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+			_, err := pipe.Exec(ctx)
+			return err
+		}
+		for iter.Next(ctx) {
+			pipe.Unlink(ctx, iter.Val())
+			if pipe.Len() == 5000 {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // globEscape quotes the characters SCAN MATCH treats as patterns.

@@ -3,6 +3,7 @@ package surge
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,4 +121,18 @@ func TestArrivals(t *testing.T) {
 	if in < 750 {
 		t.Errorf("spike: %d of 1000 buyers in the spike", in)
 	}
+}
+
+// On a Redis Cluster the order service settles a paid order step by step
+// (its commit-and-save script would cross slots), and paymux's store
+// completes a webhook's event and its delivery in two round trips: the
+// drop checks that both keep the three zeros.
+func TestPlainDropRedisCluster(t *testing.T) {
+	t.Parallel()
+	testenv.RedisCluster(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a cluster
+	addrs := testenv.RedisClusterAddrs()
+	cfg := setup(t, 1000)
+	cfg.Store = "redis-cluster"
+	cfg.RedisURL = "redis://" + addrs[0] + "?" + url.Values{"addr": addrs[1:]}.Encode()
+	play(t, cfg)
 }
