@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/paymux/paymux"
 	redisstore "github.com/paymux/paymux/store/redis"
@@ -340,32 +339,5 @@ func TestClusterBreakerStoreSharesState(t *testing.T) {
 	t.Parallel()
 	c1 := clusterClient(t)
 	c2 := clusterClient(t)
-	p := clusterPrefix(t, c1)
-	settings := gobreaker.Settings{
-		Name:        "sim",
-		Timeout:     time.Minute,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
-	}
-	a, err := gobreaker.NewDistributedCircuitBreaker[int](redisstore.NewBreakerStore(c1, redisstore.BreakerOptions{Prefix: p}), settings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := gobreaker.NewDistributedCircuitBreaker[int](redisstore.NewBreakerStore(c2, redisstore.BreakerOptions{Prefix: p}), settings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fail := errors.New("provider down")
-	for range 3 {
-		if _, err := a.Execute(func() (int, error) { return 0, fail }); !errors.Is(err, fail) {
-			t.Fatalf("Execute: %v", err)
-		}
-	}
-	if st, err := b.State(); err != nil || st != gobreaker.StateOpen {
-		t.Fatalf("instance B: state %v, err %v; want open", st, err)
-	}
-	called := false
-	_, err = b.Execute(func() (int, error) { called = true; return 1, nil })
-	if !errors.Is(err, gobreaker.ErrOpenState) || called {
-		t.Fatalf("instance B called the provider through an open breaker: err %v, called %v", err, called)
-	}
+	breakersShareState(t, c1, c2, clusterPrefix(t, c1))
 }

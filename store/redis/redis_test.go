@@ -184,7 +184,13 @@ func TestBreakerStoreSharesState(t *testing.T) {
 	t.Parallel()
 	c1 := client(t)
 	c2 := client(t) // another connection pool, as another process would have
-	p := prefix(t, c1)
+	breakersShareState(t, c1, c2, prefix(t, c1))
+}
+
+// breakersShareState trips a breaker on c1 and checks that one on c2, with
+// the same prefix, sees it open and does not call the provider.
+func breakersShareState(t *testing.T, c1, c2 redis.UniversalClient, p string) {
+	t.Helper()
 	settings := gobreaker.Settings{
 		Name:        "sim",
 		Timeout:     time.Minute,
