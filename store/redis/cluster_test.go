@@ -341,3 +341,20 @@ func TestClusterBreakerStoreSharesState(t *testing.T) {
 	c2 := clusterClient(t)
 	breakersShareState(t, c1, c2, clusterPrefix(t, c1))
 }
+
+// WAIT must follow a write on its own connection, which a Cluster client
+// does not give the store: with MinReplicas every write fails, before it
+// is sent, rather than seeming replicated.
+func TestClusterRefusesMinReplicas(t *testing.T) {
+	t.Parallel()
+	c := clusterClient(t)
+	p := clusterPrefix(t, c)
+	st := redisstore.New(c, redisstore.Options{Prefix: p, MinReplicas: 1})
+	ctx := context.Background()
+	if _, _, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t1", Lease: time.Minute}); !errors.Is(err, redisstore.ErrReplicasNeedOneMaster) {
+		t.Fatalf("claim: %v; want ErrReplicasNeedOneMaster", err)
+	}
+	if _, err := redisstore.New(c, redisstore.Options{Prefix: p}).GetIdempotency(ctx, "k"); !errors.Is(err, paymux.ErrNotFound) {
+		t.Fatalf("the refused claim was written: %v", err)
+	}
+}

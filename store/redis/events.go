@@ -75,7 +75,7 @@ func (s *Store) CompleteEvent(ctx context.Context, provider, eventID string, ttl
 	if ttl <= 0 {
 		ttl = s.opts.EventTTL
 	}
-	return s.c.Set(ctx, s.eventKey(provider, eventID), "2", time.Duration(ms(ttl))*time.Millisecond).Err()
+	return s.once.write(ctx, []any{"set", s.eventKey(provider, eventID), "2", "px", ms(ttl)}, 1).Err()
 }
 
 // ReleaseEvent implements paymux.EventStore. A processed event stays

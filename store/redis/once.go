@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -32,6 +33,10 @@ import (
 // once. The other methods are the client's own.
 type onceScripter struct {
 	redis.UniversalClient
+	// replicas, when positive, is how many replicas must acknowledge each
+	// write within replicaWait (Options.MinReplicas).
+	replicas    int
+	replicaWait time.Duration
 }
 
 // AtMostOnce returns a redis.Scripter on c that sends each EVAL and EVALSHA
@@ -40,7 +45,7 @@ type onceScripter struct {
 // ...)) when a second run would answer differently from the first; a lost
 // reply then gives an *OutcomeUnknownError.
 func AtMostOnce(c redis.UniversalClient) redis.Scripter {
-	return onceScripter{c}
+	return onceScripter{UniversalClient: c}
 }
 
 // noRetryCmd is a *redis.Cmd that go-redis must not send a second time.
@@ -70,13 +75,24 @@ func (o onceScripter) eval(ctx context.Context, name, payload string, keys []str
 		cmdArgs = append(cmdArgs, k)
 	}
 	cmdArgs = append(cmdArgs, args...)
+	var firstKey int8
+	if len(keys) > 0 {
+		firstKey = 3 // Cluster routes by the first key
+	}
+	return o.write(ctx, cmdArgs, firstKey)
+}
+
+// write sends the command built from args at most once, with the
+// replicas' acknowledgement when the store asks for it. firstKey is the
+// position of its first key, 0 for none.
+func (o onceScripter) write(ctx context.Context, args []any, firstKey int8) *redis.Cmd {
 	var cmd *redis.Cmd
 	for range sendAttempts {
-		cmd = redis.NewCmd(ctx, cmdArgs...)
-		if len(keys) > 0 {
-			cmd.SetFirstKeyPos(3) // Cluster routes by the first key
+		cmd = redis.NewCmd(ctx, args...)
+		if firstKey > 0 {
+			cmd.SetFirstKeyPos(firstKey)
 		}
-		err := o.Process(ctx, noRetryCmd{cmd})
+		err := o.send(ctx, cmd)
 		if err == nil || !neverSent(err) || ctx.Err() != nil {
 			break
 		}
@@ -86,6 +102,47 @@ func (o onceScripter) eval(ctx context.Context, name, payload string, keys []str
 	}
 	return cmd
 }
+
+// send writes cmd once. With replicas it sends WAIT behind it on the same
+// connection, in the same round trip: WAIT counts the replicas that have
+// the connection's writes so far.
+func (o onceScripter) send(ctx context.Context, cmd *redis.Cmd) error {
+	if o.replicas <= 0 {
+		return o.Process(ctx, noRetryCmd{cmd})
+	}
+	if _, oneMaster := o.UniversalClient.(*redis.Client); !oneMaster {
+		cmd.SetErr(ErrReplicasNeedOneMaster)
+		return cmd.Err()
+	}
+	acks := redis.NewCmd(ctx, "wait", o.replicas, o.replicaWait.Milliseconds())
+	pipe := o.Pipeline()
+	_ = pipe.Process(ctx, noRetryCmd{cmd})
+	_ = pipe.Process(ctx, noRetryCmd{acks})
+	_, _ = pipe.Exec(ctx)
+	if err := cmd.Err(); err != nil {
+		return err
+	}
+	n, err := acks.Int64()
+	switch {
+	case err != nil:
+		cmd.SetErr(fmt.Errorf("%w: WAIT: %w", ErrNotReplicated, err))
+	case n < int64(o.replicas):
+		cmd.SetErr(fmt.Errorf("%w: %d of %d replicas within %v", ErrNotReplicated, n, o.replicas, o.replicaWait))
+	}
+	return cmd.Err()
+}
+
+var (
+	// ErrNotReplicated is wrapped by the OutcomeUnknownError of a write
+	// that ran on the master but that fewer than Options.MinReplicas
+	// replicas acknowledged in time: a failover now could lose it.
+	ErrNotReplicated = errors.New("redisstore: write not acknowledged by enough replicas")
+	// ErrReplicasNeedOneMaster is returned by every write of a store with
+	// Options.MinReplicas on a Cluster or Ring client: WAIT must follow a
+	// write on its own connection, which only a single-master client
+	// (one server, or Sentinel) gives the store.
+	ErrReplicasNeedOneMaster = errors.New("redisstore: MinReplicas needs a single-master client (one server or Sentinel)")
+)
 
 // OutcomeUnknownError is returned by a store operation whose script was
 // sent to Redis but whose reply never came back: the connection failed, the

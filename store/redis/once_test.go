@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -358,4 +359,34 @@ func TestBreakerLockSurvivesALostReply(t *testing.T) {
 		t.Fatalf("Lock after Unlock: %v", err)
 	}
 	_ = b.Unlock("stripe")
+}
+
+// A store that waits for replicas, on a server without enough of them,
+// reports each write as of unknown outcome (ErrNotReplicated), never as
+// done: a failover could lose it. The write itself did run on the master.
+func TestMinReplicasWithoutReplicasFailsClosed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := client(t)
+	info, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "connected_slaves:0") {
+		t.Skip("the test server has replicas; this test needs one without")
+	}
+	p := prefix(t, c)
+	st := redisstore.New(c, redisstore.Options{Prefix: p, MinReplicas: 1, ReplicaWait: 20 * time.Millisecond})
+	_, _, err = st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t1", Lease: time.Minute})
+	var unknown *redisstore.OutcomeUnknownError
+	if !errors.As(err, &unknown) || !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("claim with no replica to confirm it: %v; want an OutcomeUnknownError wrapping ErrNotReplicated", err)
+	}
+	if err := st.CompleteEvent(ctx, "sim", "evt_1", time.Hour); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("CompleteEvent with no replica to confirm it: %v", err)
+	}
+	plain := redisstore.New(c, redisstore.Options{Prefix: p})
+	if rec, err := plain.GetIdempotency(ctx, "k"); err != nil || rec.Token != "t1" {
+		t.Fatalf("the claim ran on the master: %+v, %v", rec, err)
+	}
 }

@@ -33,6 +33,17 @@ func TestSentinelConformance(t *testing.T) {
 	})
 }
 
+// A store that waits for its replica (MinReplicas) still behaves as a
+// store in every respect.
+func TestSentinelConformanceWaitingForTheReplica(t *testing.T) {
+	c := sentinelClient(t)
+	storetest.Run(t, storetest.Harness{
+		New: func(t *testing.T) paymux.Store {
+			return redisstore.New(c, redisstore.Options{Prefix: prefix(t, c), MinReplicas: 1})
+		},
+	})
+}
+
 // Two instances' breakers share their state through the master the
 // sentinels name, each with its own failover client.
 func TestSentinelBreakerStoreSharesState(t *testing.T) {
@@ -91,14 +102,16 @@ func TestSentinelFailover(t *testing.T) {
 	// Claims keep going out while the master moves: some reach the old
 	// master, some lose their connection when the client drops it, some
 	// find no master for a moment.
+	// A second writer, on a store that waits for the replica
+	// (MinReplicas), claims other keys beside it.
 	var (
-		mu       sync.Mutex
-		attempts []claimAttempt
-		stop     = make(chan struct{})
-		wg       sync.WaitGroup
+		mu             sync.Mutex
+		attempts       []claimAttempt
+		waitedAttempts []claimAttempt
+		stop           = make(chan struct{})
+		wg             sync.WaitGroup
 	)
-	wg.Add(1)
-	go func() {
+	writer := func(st *redisstore.Store, name string, into *[]claimAttempt) {
 		defer wg.Done()
 		for i := 0; ; i++ {
 			select {
@@ -106,15 +119,19 @@ func TestSentinelFailover(t *testing.T) {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			key := fmt.Sprintf("during-%d", i)
+			key := fmt.Sprintf("%s-%d", name, i)
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, claimed, err := st.ClaimIdempotency(cctx, claimParams(key))
 			cancel()
 			mu.Lock()
-			attempts = append(attempts, claimAttempt{key, claimed, err})
+			*into = append(*into, claimAttempt{key, claimed, err})
 			mu.Unlock()
 		}
-	}()
+	}
+	waited := redisstore.New(c, redisstore.Options{Prefix: p, MinReplicas: 1, ReplicaWait: 500 * time.Millisecond})
+	wg.Add(2)
+	go writer(st, "during", &attempts)
+	go writer(waited, "waited", &waitedAttempts)
 	stopWriter := sync.OnceFunc(func() { close(stop); wg.Wait() })
 	t.Cleanup(stopWriter)
 
@@ -239,6 +256,27 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	t.Logf("%d claims during the failover: %d outcome unknown, %d other errors, %d acknowledged but lost with the old master",
 		len(attempts), unknown, failed, lost)
+
+	// With MinReplicas, nothing the store acknowledged is lost: a claim the
+	// old master took after the promotion had no replica to confirm it and
+	// was reported as of unknown outcome instead.
+	var notReplicated, waitedLost int
+	for _, a := range waitedAttempts {
+		if errors.Is(a.err, redisstore.ErrNotReplicated) {
+			notReplicated++
+		}
+		if a.err != nil || !a.claimed {
+			continue
+		}
+		if _, err := st.GetIdempotency(ctx, a.key); errors.Is(err, paymux.ErrNotFound) {
+			waitedLost++
+			t.Errorf("claim %s, acknowledged by a store with MinReplicas 1, is lost after the failover", a.key)
+		} else if err != nil {
+			t.Fatalf("GetIdempotency(%s): %v", a.key, err)
+		}
+	}
+	t.Logf("%d claims with MinReplicas 1: %d not replicated in time (outcome unknown), %d acknowledged but lost",
+		len(waitedAttempts), notReplicated, waitedLost)
 
 	// Once the old master is back as a replica, what was written after the
 	// failover is still there: the client did not keep writing to the old
