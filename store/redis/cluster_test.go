@@ -342,19 +342,72 @@ func TestClusterBreakerStoreSharesState(t *testing.T) {
 	breakersShareState(t, c1, c2, clusterPrefix(t, c1))
 }
 
-// WAIT must follow a write on its own connection, which a Cluster client
-// does not give the store: with MinReplicas every write fails, before it
-// is sent, rather than seeming replicated.
-func TestClusterRefusesMinReplicas(t *testing.T) {
+// On a Cluster a store with MinReplicas writes to the master of each
+// write's slot and waits there. These masters have no replicas, so every
+// write runs and is reported as unconfirmed; the records are where the
+// slots put them, tagged keys and event keys alike.
+func TestClusterMinReplicasWaitsOnTheSlotsMaster(t *testing.T) {
 	t.Parallel()
 	c := clusterClient(t)
 	p := clusterPrefix(t, c)
-	st := redisstore.New(c, redisstore.Options{Prefix: p, MinReplicas: 1})
+	st := redisstore.New(c, redisstore.Options{Prefix: p, MinReplicas: 1, ReplicaWait: 20 * time.Millisecond})
+	plain := redisstore.New(c, redisstore.Options{Prefix: p})
 	ctx := context.Background()
-	if _, _, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t1", Lease: time.Minute}); !errors.Is(err, redisstore.ErrReplicasNeedOneMaster) {
-		t.Fatalf("claim: %v; want ErrReplicasNeedOneMaster", err)
+	if _, _, err := st.ClaimIdempotency(ctx, paymux.ClaimParams{Key: "k", Fingerprint: "fp", Token: "t1", Lease: time.Minute}); !errors.Is(err, redisstore.ErrNotReplicated) {
+		t.Fatalf("claim: %v; want ErrNotReplicated", err)
 	}
-	if _, err := redisstore.New(c, redisstore.Options{Prefix: p}).GetIdempotency(ctx, "k"); !errors.Is(err, paymux.ErrNotFound) {
-		t.Fatalf("the refused claim was written: %v", err)
+	if rec, err := plain.GetIdempotency(ctx, "k"); err != nil || rec.Token != "t1" {
+		t.Fatalf("the claim did not run on its master: %+v, %v", rec, err)
+	}
+	for i := range 8 { // event keys spread over the masters
+		id := fmt.Sprintf("evt_%d", i)
+		if _, err := st.ClaimEvent(ctx, "sim", id, time.Minute); !errors.Is(err, redisstore.ErrNotReplicated) {
+			t.Fatalf("ClaimEvent(%s): %v; want ErrNotReplicated", id, err)
+		}
+		if claim, err := plain.ClaimEvent(ctx, "sim", id, time.Minute); err != nil || claim != paymux.EventBusy {
+			t.Fatalf("event %s did not run on its master: %v, %v", id, claim, err)
+		}
+	}
+}
+
+// A store with MinReplicas writes past the cluster client's routing, so it
+// must handle a stale slot map itself: Redis answers MOVED without running
+// the write, the store refreshes the map and writes again, to the right
+// master, once.
+func TestClusterMinReplicasFollowsAMovedSlot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	good := clusterClient(t)
+	p := clusterPrefix(t, good)
+	slots, err := good.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loads atomic.Int32
+	stale := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs: good.Options().Addrs,
+		// The first map puts every slot on one master, as after a
+		// resharding the client has not heard of.
+		ClusterSlots: func(context.Context) ([]redis.ClusterSlot, error) {
+			if loads.Add(1) == 1 {
+				return []redis.ClusterSlot{{Start: 0, End: 16383, Nodes: slots[0].Nodes}}, nil
+			}
+			return slots, nil
+		},
+	})
+	t.Cleanup(func() { _ = stale.Close() })
+	st := redisstore.New(stale, redisstore.Options{Prefix: p, MinReplicas: 1, ReplicaWait: 20 * time.Millisecond})
+	plain := redisstore.New(good, redisstore.Options{Prefix: p})
+	for i := range 8 { // event keys on every master, so some slot moved
+		id := fmt.Sprintf("evt_%d", i)
+		if _, err := st.ClaimEvent(ctx, "sim", id, time.Minute); !errors.Is(err, redisstore.ErrNotReplicated) {
+			t.Fatalf("ClaimEvent(%s) through a stale slot map: %v; want it run, then ErrNotReplicated", id, err)
+		}
+		if claim, err := plain.ClaimEvent(ctx, "sim", id, time.Minute); err != nil || claim != paymux.EventBusy {
+			t.Fatalf("event %s after the stale map: %v, %v; want it claimed", id, claim, err)
+		}
+	}
+	if loads.Load() < 2 {
+		t.Fatalf("the slot map was loaded %d times: no write met a moved slot", loads.Load())
 	}
 }

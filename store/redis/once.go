@@ -87,14 +87,22 @@ func (o onceScripter) eval(ctx context.Context, name, payload string, keys []str
 // position of its first key, 0 for none.
 func (o onceScripter) write(ctx context.Context, args []any, firstKey int8) *redis.Cmd {
 	var cmd *redis.Cmd
-	for range sendAttempts {
+	for attempt := range sendAttempts {
 		cmd = redis.NewCmd(ctx, args...)
 		if firstKey > 0 {
 			cmd.SetFirstKeyPos(firstKey)
 		}
-		err := o.send(ctx, cmd)
+		err := o.send(ctx, cmd, firstKey)
 		if err == nil || !neverSent(err) || ctx.Err() != nil {
 			break
+		}
+		var moved *slotMovedError
+		if errors.As(err, &moved) {
+			// The cluster client reloads its slot map in the background.
+			select {
+			case <-time.After(20 * time.Millisecond << attempt):
+			case <-ctx.Done():
+			}
 		}
 	}
 	if err := cmd.Err(); err != nil && mayHaveRun(err) {
@@ -106,21 +114,46 @@ func (o onceScripter) write(ctx context.Context, args []any, firstKey int8) *red
 // send writes cmd once. With replicas it sends WAIT behind it on the same
 // connection, in the same round trip: WAIT counts the replicas that have
 // the connection's writes so far.
-func (o onceScripter) send(ctx context.Context, cmd *redis.Cmd) error {
+func (o onceScripter) send(ctx context.Context, cmd *redis.Cmd, firstKey int8) error {
 	if o.replicas <= 0 {
 		return o.Process(ctx, noRetryCmd{cmd})
 	}
-	if _, oneMaster := o.UniversalClient.(*redis.Client); !oneMaster {
-		cmd.SetErr(ErrReplicasNeedOneMaster)
+	var pipe redis.Pipeliner
+	var cluster *redis.ClusterClient
+	switch c := o.UniversalClient.(type) {
+	case *redis.Client:
+		pipe = c.Pipeline()
+	case *redis.ClusterClient:
+		// The cluster client would send WAIT to a node of its choosing:
+		// write to the master of the command's slot directly instead.
+		if firstKey == 0 {
+			cmd.SetErr(fmt.Errorf("%w: a write without a key has no slot", ErrMinReplicasUnsupported))
+			return cmd.Err()
+		}
+		key, _ := cmd.Args()[firstKey].(string)
+		master, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			cmd.SetErr(err)
+			return err
+		}
+		pipe, cluster = master.Pipeline(), c
+	default:
+		cmd.SetErr(ErrMinReplicasUnsupported)
 		return cmd.Err()
 	}
 	acks := redis.NewCmd(ctx, "wait", o.replicas, o.replicaWait.Milliseconds())
-	pipe := o.Pipeline()
 	_ = pipe.Process(ctx, noRetryCmd{cmd})
 	_ = pipe.Process(ctx, noRetryCmd{acks})
 	_, _ = pipe.Exec(ctx)
 	if err := cmd.Err(); err != nil {
-		return err
+		if cluster != nil && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+			// Redis did not run a command it redirected. The slot map is
+			// stale and this path does not follow redirections: refresh
+			// the map and say that the write did not run.
+			cluster.ReloadState(ctx)
+			cmd.SetErr(&slotMovedError{err})
+		}
+		return cmd.Err()
 	}
 	n, err := acks.Int64()
 	switch {
@@ -132,16 +165,23 @@ func (o onceScripter) send(ctx context.Context, cmd *redis.Cmd) error {
 	return cmd.Err()
 }
 
+// slotMovedError is a write the Cluster redirected: it did not run.
+type slotMovedError struct{ err error }
+
+func (e *slotMovedError) Error() string {
+	return "redisstore: slot moved, write not run: " + e.err.Error()
+}
+func (e *slotMovedError) Unwrap() error { return e.err }
+
 var (
 	// ErrNotReplicated is wrapped by the OutcomeUnknownError of a write
 	// that ran on the master but that fewer than Options.MinReplicas
 	// replicas acknowledged in time: a failover now could lose it.
 	ErrNotReplicated = errors.New("redisstore: write not acknowledged by enough replicas")
-	// ErrReplicasNeedOneMaster is returned by every write of a store with
-	// Options.MinReplicas on a Cluster or Ring client: WAIT must follow a
-	// write on its own connection, which only a single-master client
-	// (one server, or Sentinel) gives the store.
-	ErrReplicasNeedOneMaster = errors.New("redisstore: MinReplicas needs a single-master client (one server or Sentinel)")
+	// ErrMinReplicasUnsupported is returned by every write of a store with
+	// Options.MinReplicas on a client other than a single server, Sentinel
+	// or Cluster (a Ring): WAIT must follow a write on its own connection.
+	ErrMinReplicasUnsupported = errors.New("redisstore: MinReplicas needs a single-server, Sentinel or Cluster client")
 )
 
 // OutcomeUnknownError is returned by a store operation whose script was
@@ -158,11 +198,12 @@ func (e *OutcomeUnknownError) Error() string {
 
 func (e *OutcomeUnknownError) Unwrap() error { return e.Err }
 
-// neverSent reports whether err means the command did not leave this
-// process.
+// neverSent reports whether err means the command did not run: it did not
+// leave this process, or the Cluster redirected it.
 func neverSent(err error) bool {
 	var op *net.OpError
-	return errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &op) && op.Op == "dial")
+	var moved *slotMovedError
+	return errors.Is(err, redis.ErrPoolTimeout) || (errors.As(err, &op) && op.Op == "dial") || errors.As(err, &moved)
 }
 
 // mayHaveRun reports whether err leaves the script's outcome open: not a

@@ -92,9 +92,9 @@ type Options struct {
 	// promoted is gone when it rejoins, claims included, and a lost claim
 	// lets a retried request run again. With MinReplicas such a write
 	// returns an *OutcomeUnknownError wrapping ErrNotReplicated, and the
-	// orchestrator fails closed. It needs a single-master client (one
-	// server, or Sentinel); on Cluster or a Ring every write fails with
-	// ErrReplicasNeedOneMaster.
+	// orchestrator fails closed. On a Cluster the write and its WAIT go to
+	// the master of the write's slot. A Ring client is not supported:
+	// every write fails with ErrMinReplicasUnsupported.
 	MinReplicas int
 	// ReplicaWait bounds the wait for MinReplicas; zero means 1 s. Keep it
 	// below the client's ReadTimeout (3 s by default).
