@@ -43,7 +43,7 @@ func env(name, def string) string {
 func main() {
 	var (
 		addr    = flag.String("addr", env("PAYMUX_ADDR", "localhost:8080"), "listen address")
-		store   = flag.String("store", env("PAYMUX_STORE", "sqlite"), "store: sqlite, memory, redis, redis-cluster, postgres, mysql")
+		store   = flag.String("store", env("PAYMUX_STORE", "sqlite"), "store: sqlite, memory, redis, redis-cluster, redis-sentinel, postgres, mysql")
 		sqlite  = flag.String("sqlite", env("PAYMUX_SQLITE_PATH", "paymux-shop.db"), "SQLite file")
 		redis   = flag.String("redis", env("PAYMUX_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL")
 		pg      = flag.String("postgres", env("PAYMUX_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL DSN")

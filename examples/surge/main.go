@@ -35,7 +35,7 @@ func main() {
 	flag.IntVar(&cfg.Concurrency, "c", 0, "buyers in flight at most (default 512)")
 	flag.IntVar(&cfg.Accounts, "accounts", 0, "accounts signed in before the drop, bcrypt at production cost (default 500; -1 none)")
 	flag.IntVar(&cfg.BcryptCost, "bcrypt-cost", 0, "bcrypt cost of the seeded accounts (default: production cost)")
-	flag.StringVar(&cfg.Store, "store", "memory", "memory, sqlite, redis, redis-cluster, postgres or mysql")
+	flag.StringVar(&cfg.Store, "store", "memory", "memory, sqlite, redis, redis-cluster, redis-sentinel, postgres or mysql")
 	flag.StringVar(&cfg.SQLitePath, "sqlite", "", "SQLite file (default: a temp file)")
 	flag.StringVar(&cfg.RedisURL, "redis", os.Getenv("PAYMUX_REDIS_URL"), "Redis URL (default redis://127.0.0.1:6379/0)")
 	flag.StringVar(&cfg.PostgresDSN, "postgres", os.Getenv("PAYMUX_POSTGRES_DSN"), "PostgreSQL DSN")

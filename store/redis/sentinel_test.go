@@ -68,6 +68,7 @@ type claimAttempt struct {
 // old master back as the new one's replica, so the setup is healthy again.
 func TestSentinelFailover(t *testing.T) {
 	c := sentinelClient(t)
+	holdSentinelExclusively(t)
 	p := prefix(t, c)
 	st := redisstore.New(c, redisstore.Options{Prefix: p})
 	ctx := context.Background()

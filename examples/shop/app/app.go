@@ -37,9 +37,11 @@ import (
 
 // Config configures the platform. Zero values mean:
 //
-//	Store          "sqlite": one of memory, sqlite, redis, redis-cluster, postgres, mysql
+//	Store          "sqlite": one of memory, sqlite, redis, redis-cluster, redis-sentinel, postgres, mysql
 //	SQLitePath     "paymux-shop.db" in the working directory
-//	RedisURL       redis://127.0.0.1:6379/0; for redis-cluster, DefaultRedisClusterURL
+//	RedisURL       redis://127.0.0.1:6379/0; for redis-cluster, DefaultRedisClusterURL;
+//	               for redis-sentinel, DefaultRedisSentinelURL (paymux's store then waits
+//	               for one replica on every write: redisstore.Options.MinReplicas)
 //	PostgresDSN    postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //	MySQLDSN       root@tcp(127.0.0.1:3306)/test
 //	MaxDBConns     0: sqlstore.OpenDB's pool (32) on PostgreSQL and MySQL; tests that
@@ -301,7 +303,7 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 	switch cfg.Store {
 	case "memory":
 		return memory.New(memory.Options{}), session.NewMemoryStore(), order.NewMemoryStore(), nil
-	case "redis", "redis-cluster":
+	case "redis", "redis-cluster", "redis-sentinel":
 		rdb, err := openRedis(cfg)
 		if err != nil {
 			return nil, nil, nil, err
@@ -311,7 +313,13 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", cfg.Store, err)
 		}
-		return redisstore.New(rdb, redisstore.Options{Prefix: cfg.Prefix + "paymux"}),
+		opts := redisstore.Options{Prefix: cfg.Prefix + "paymux"}
+		if cfg.Store == "redis-sentinel" {
+			// A failover loses what the old master acknowledged last;
+			// a claim counts only once a replica has it.
+			opts.MinReplicas = 1
+		}
+		return redisstore.New(rdb, opts),
 			session.NewRedisStore(rdb, cfg.Prefix+"shop:"), order.NewRedisStore(rdb, cfg.Prefix+"shop:"), nil
 	case "sqlite", "postgres", "mysql":
 		var d sqlstore.Dialect
@@ -360,7 +368,7 @@ func (a *App) openStores(ctx context.Context) (paymux.Store, session.Store, orde
 		}
 		return ps, ss, os, nil
 	}
-	return nil, nil, nil, fmt.Errorf("unknown store %q (memory, sqlite, redis, redis-cluster, postgres, mysql)", cfg.Store)
+	return nil, nil, nil, fmt.Errorf("unknown store %q (memory, sqlite, redis, redis-cluster, redis-sentinel, postgres, mysql)", cfg.Store)
 }
 
 // Start runs the payment workers, the event dispatcher and the reconciler.
@@ -416,10 +424,24 @@ func (a *App) Shutdown(ctx context.Context) error {
 // masters scripts/redis-cluster.sh starts.
 const DefaultRedisClusterURL = "redis://127.0.0.1:7001?addr=127.0.0.1:7002&addr=127.0.0.1:7003"
 
-// openRedis connects to one Redis server (a redis:// URL) or, for the
+// DefaultRedisSentinelURL is the "redis-sentinel" store's default: the
+// sentinels scripts/redis-sentinel.sh starts, watching master "paymux".
+const DefaultRedisSentinelURL = "redis://127.0.0.1:26379?master_name=paymux&addr=127.0.0.1:26380&addr=127.0.0.1:26381"
+
+// openRedis connects to one Redis server (a redis:// URL); for the
 // "redis-cluster" store, to a Cluster (go-redis's cluster URL: one address
-// in the host, the others as addr parameters).
+// in the host, the others as addr parameters); for "redis-sentinel", to
+// the master its sentinels name (go-redis's failover URL: the sentinels'
+// addresses, and master_name).
 func openRedis(cfg Config) (redis.UniversalClient, error) {
+	if cfg.Store == "redis-sentinel" {
+		opt, err := redis.ParseFailoverURL(envOr(cfg.RedisURL, DefaultRedisSentinelURL))
+		if err != nil {
+			return nil, fmt.Errorf("redis-sentinel URL: %w", err)
+		}
+		opt.PoolSize = 128
+		return redis.NewFailoverClient(opt), nil
+	}
 	if cfg.Store == "redis-cluster" {
 		opt, err := redis.ParseClusterURL(envOr(cfg.RedisURL, DefaultRedisClusterURL))
 		if err != nil {

@@ -136,3 +136,14 @@ func TestPlainDropRedisCluster(t *testing.T) {
 	cfg.RedisURL = "redis://" + addrs[0] + "?" + url.Values{"addr": addrs[1:]}.Encode()
 	play(t, cfg)
 }
+
+// On Sentinel the platform's paymux store waits for a replica on every
+// write (MinReplicas 1): the drop checks that the three zeros hold with it.
+func TestPlainDropRedisSentinel(t *testing.T) {
+	t.Parallel()
+	testenv.RedisSentinel(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1; no failover until the test ends
+	cfg := setup(t, 1000)
+	cfg.Store = "redis-sentinel"
+	cfg.RedisURL = testenv.RedisSentinelURL()
+	play(t, cfg)
+}
