@@ -1,129 +1,24 @@
 package redisstore_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testproxy"
 	redisstore "github.com/paymux/paymux/store/redis"
 )
 
-// replyCutter is a TCP proxy to the test server. Once armed, it lets the
-// next command that carries its marker reach Redis, waits until Redis has
-// run it, and closes the client's connection before the reply arrives: the
-// failure after which go-redis sends a command again. It counts every
-// command carrying the marker that reached Redis.
-type replyCutter struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	marker  []byte
-	pending bool // the next marked command is cut
-
-	sent atomic.Int32
-}
-
-func newReplyCutter(t *testing.T, target string) *replyCutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &replyCutter{ln: ln, target: target}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { p.serve(c) })
-		}
-	})
-	return p
-}
-
-// arm counts commands carrying marker from now on and cuts the first.
-func (p *replyCutter) arm(marker string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.marker, p.pending = []byte(marker), true
-	p.sent.Store(0)
-}
-
-// observe counts a chunk sent to Redis and says whether to cut after it.
-func (p *replyCutter) observe(chunk []byte) (cut bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.marker == nil || !bytes.Contains(chunk, p.marker) {
-		return false
-	}
-	p.sent.Add(1)
-	cut, p.pending = p.pending, false
-	return cut
-}
-
-func (p *replyCutter) serve(client net.Conn) {
-	defer client.Close()
-	server, err := net.Dial("tcp", p.target)
-	if err != nil {
-		return
-	}
-	defer server.Close()
-	var cut atomic.Bool
-	go func() {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := server.Read(buf)
-			if n > 0 && !cut.Load() {
-				if _, err := client.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				_ = client.Close()
-				return
-			}
-		}
-	}()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := client.Read(buf)
-		if n > 0 {
-			cutNow := p.observe(buf[:n])
-			if cutNow {
-				cut.Store(true) // before Redis can answer
-			}
-			if _, err := server.Write(buf[:n]); err != nil {
-				return
-			}
-			if cutNow {
-				time.Sleep(100 * time.Millisecond) // Redis runs it
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
 // proxiedClient is a client with go-redis's default retries that reaches
 // the test server through p.
-func proxiedClient(t *testing.T, direct *redis.Client, p *replyCutter) *redis.Client {
+func proxiedClient(t *testing.T, direct *redis.Client, p *testproxy.Proxy) *redis.Client {
 	o := *direct.Options()
-	o.Addr = p.ln.Addr().String()
+	o.Addr = p.Addr()
 	o.MaxRetries = 3 // go-redis's default, spelled out
 	o.MinRetryBackoff, o.MaxRetryBackoff = time.Millisecond, 2*time.Millisecond
 	c := redis.NewClient(&o)
@@ -139,12 +34,12 @@ func TestGoRedisRetryRunsAScriptTwice(t *testing.T) {
 	ctx := context.Background()
 	c := client(t)
 	key := prefix(t, c) + ":counter"
-	p := newReplyCutter(t, c.Options().Addr)
+	p := testproxy.Start(t, c.Options().Addr)
 	pc := proxiedClient(t, c, p)
-	p.arm(key)
+	p.LoseReplyAfter(key)
 	n, err := pc.Eval(ctx, "return redis.call('INCR', KEYS[1])", []string{key}).Int64()
-	if err != nil || n != 2 || p.sent.Load() != 2 {
-		t.Fatalf("go-redis sent INCR %d times (reply %d, err %v); this test expects its retry to run it twice", p.sent.Load(), n, err)
+	if err != nil || n != 2 || p.Marked() != 2 {
+		t.Fatalf("go-redis sent INCR %d times (reply %d, err %v); this test expects its retry to run it twice", p.Marked(), n, err)
 	}
 }
 
@@ -154,7 +49,7 @@ func TestGoRedisRetryRunsAScriptTwice(t *testing.T) {
 func TestWritesReachRedisAtMostOnce(t *testing.T) {
 	t.Parallel()
 	c := client(t)
-	cutter := newReplyCutter(t, c.Options().Addr)
+	cutter := testproxy.Start(t, c.Options().Addr)
 	proxied := proxiedClient(t, c, cutter)
 
 	pay := func() *paymux.Payment {
@@ -322,16 +217,15 @@ func TestWritesReachRedisAtMostOnce(t *testing.T) {
 			if err := tc.setup(ctx, direct); err != nil {
 				t.Fatal(err)
 			}
-			cutter.arm(pfx)
+			cutter.LoseReplyAfter(pfx)
 			err := tc.write(ctx, redisstore.New(proxied, redisstore.Options{Prefix: pfx}))
 			var unknown *redisstore.OutcomeUnknownError
 			if !errors.As(err, &unknown) {
 				t.Errorf("a lost reply gave %v; want an OutcomeUnknownError", err)
 			}
-			if n := cutter.sent.Load(); n != 1 {
+			if n := cutter.Marked(); n != 1 {
 				t.Errorf("the write reached Redis %d times; want once", n)
 			}
-			cutter.arm("\x00never") // stop counting this test's keys
 			if err := tc.after(ctx, direct); err != nil {
 				t.Errorf("after the lost reply: %v", err)
 			}
@@ -345,10 +239,10 @@ func TestWritesReachRedisAtMostOnce(t *testing.T) {
 func TestBreakerLockSurvivesALostReply(t *testing.T) {
 	t.Parallel()
 	c := client(t)
-	cutter := newReplyCutter(t, c.Options().Addr)
+	cutter := testproxy.Start(t, c.Options().Addr)
 	pfx := prefix(t, c)
 	b := redisstore.NewBreakerStore(proxiedClient(t, c, cutter), redisstore.BreakerOptions{Prefix: pfx, LocalWait: 50 * time.Millisecond})
-	cutter.arm(pfx + ":cb:stripe")
+	cutter.LoseReplyAfter(pfx + ":cb:stripe")
 	if err := b.Lock("stripe"); err != nil {
 		t.Fatalf("Lock after a lost reply: %v", err)
 	}

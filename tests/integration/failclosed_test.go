@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testproxy"
 	"github.com/paymux/paymux/providers/sim"
 	redisstore "github.com/paymux/paymux/store/redis"
 	sqlstore "github.com/paymux/paymux/store/sql"
@@ -29,7 +30,7 @@ func TestFailClosedRedis(t *testing.T) {
 	t.Parallel()
 	direct := redisClient(t)
 	prefix := redisPrefix(t, direct)
-	proxy := startProxy(t, redisOptions(t).Addr)
+	proxy := testproxy.Start(t, redisOptions(t).Addr)
 	opts := redisOptions(t)
 	opts.Addr = proxy.Addr()
 	opts.DialTimeout = 500 * time.Millisecond
@@ -55,7 +56,7 @@ func TestFailClosedPostgres(t *testing.T) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
 		target = net.JoinHostPort(target, "5432")
 	}
-	proxy := startProxy(t, target)
+	proxy := testproxy.Start(t, target)
 	u.Host = proxy.Addr()
 	q := u.Query()
 	q.Set("connect_timeout", "2")
@@ -73,7 +74,7 @@ func TestFailClosedPostgres(t *testing.T) {
 	runFailClosed(t, proxy, st)
 }
 
-func runFailClosed(t *testing.T, proxy *tcpProxy, st paymux.Store) {
+func runFailClosed(t *testing.T, proxy *testproxy.Proxy, st paymux.Store) {
 	provider := newCountingSim(sim.Config{})
 	o, err := paymux.New(paymux.Config{
 		Providers:  []paymux.Provider{provider},
