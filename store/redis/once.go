@@ -184,16 +184,17 @@ var (
 	ErrMinReplicasUnsupported = errors.New("redisstore: MinReplicas needs a single-server, Sentinel or Cluster client")
 )
 
-// OutcomeUnknownError is returned by a store operation whose script was
-// sent to Redis but whose reply never came back: the connection failed, the
-// reply timed out or the context ended. The script ran once or not at all;
-// it was not sent again.
+// OutcomeUnknownError is returned by a store operation whose write was
+// sent to Redis but may not stand: its reply never came back (the
+// connection failed, the reply timed out or the context ended), or it ran
+// but fewer replicas than Options.MinReplicas confirmed it
+// (ErrNotReplicated). It ran once or not at all; it was not sent again.
 type OutcomeUnknownError struct {
 	Err error
 }
 
 func (e *OutcomeUnknownError) Error() string {
-	return fmt.Sprintf("redisstore: no reply to a script that writes; it ran once or not at all, and was not sent again: %v", e.Err)
+	return fmt.Sprintf("redisstore: outcome of a write unknown (sent once, not again): %v", e.Err)
 }
 
 func (e *OutcomeUnknownError) Unwrap() error { return e.Err }

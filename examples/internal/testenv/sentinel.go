@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,12 +19,7 @@ const SentinelLockPath = "paymux-redis-sentinel.lock" // in os.TempDir()
 // PAYMUX_REDIS_SENTINELS (comma-separated sentinel addresses), or the three
 // scripts/redis-sentinel.sh starts, watching master "paymux".
 func RedisSentinelURL() string {
-	var addrs []string
-	for _, a := range strings.Split(env("PAYMUX_REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381"), ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := envList("PAYMUX_REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380,127.0.0.1:26381")
 	q := url.Values{"master_name": {"paymux"}, "addr": addrs[1:]}
 	return "redis://" + addrs[0] + "?" + q.Encode()
 }

@@ -133,13 +133,19 @@ func Redis(t testing.TB) *redis.Client {
 // PAYMUX_REDIS_CLUSTER (comma-separated), or the three masters that
 // scripts/redis-cluster.sh starts.
 func RedisClusterAddrs() []string {
-	var addrs []string
-	for _, a := range strings.Split(env("PAYMUX_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"), ",") {
+	return envList("PAYMUX_REDIS_CLUSTER", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
+}
+
+// envList is the comma-separated list in the environment variable name, or
+// def.
+func envList(name, def string) []string {
+	var list []string
+	for _, a := range strings.Split(env(name, def), ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
+			list = append(list, a)
 		}
 	}
-	return addrs
+	return list
 }
 
 // RedisCluster connects to the test Redis Cluster. One that is unreachable,
