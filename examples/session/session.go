@@ -47,6 +47,9 @@ const (
 //	Dev          false: cookies are Secure; true relaxes Secure for plain-HTTP localhost only
 //	AccessTTL    15 min
 //	RefreshTTL   30 days
+//	RefreshRetryWindow 30 s: a spent refresh token sent again this soon is
+//	             a retry, answered with its successor while that is unused
+//	             (see handleRefresh); negative: every reuse revokes the login
 //	LoginRate    5 per second per IP, burst 10 (login and refresh)
 //	TrustProxy   false: the client IP is the connection's; true reads X-Forwarded-For
 //	BcryptCost   bcrypt.DefaultCost (production cost)
@@ -58,21 +61,24 @@ type Config struct {
 	Dev        bool
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
-	LoginRate  rate.Limit
-	LoginBurst int
-	TrustProxy bool
-	BcryptCost int
-	Clock      func() time.Time
-	Logger     *slog.Logger
+	// RefreshRetryWindow: see handleRefresh.
+	RefreshRetryWindow time.Duration
+	LoginRate          rate.Limit
+	LoginBurst         int
+	TrustProxy         bool
+	BcryptCost         int
+	Clock              func() time.Time
+	Logger             *slog.Logger
 }
 
 // Service serves /api/session/* and /api/cart*.
 type Service struct {
-	cfg      Config
-	key      []byte
-	ips      ipLimiter
-	epochs   sync.Map // user id -> epochCache
-	families sync.Map // family -> familyCache
+	cfg          Config
+	key          []byte
+	successorKey []byte // derives rotated refresh tokens (successor)
+	ips          ipLimiter
+	epochs       sync.Map // user id -> epochCache
+	families     sync.Map // family -> familyCache
 }
 
 type epochCache struct {
@@ -94,6 +100,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 30 * 24 * time.Hour
 	}
+	if cfg.RefreshRetryWindow == 0 {
+		cfg.RefreshRetryWindow = 30 * time.Second
+	}
 	if cfg.LoginRate <= 0 {
 		cfg.LoginRate = 5
 	}
@@ -109,7 +118,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, key: []byte(cfg.SigningKey.Reveal()), ips: ipLimiter{limit: cfg.LoginRate, burst: cfg.LoginBurst, m: map[string]*ipEntry{}}}, nil
+	key := []byte(cfg.SigningKey.Reveal())
+	sk := hmac.New(sha256.New, key)
+	sk.Write([]byte("paymux-shop refresh-token successor"))
+	return &Service{cfg: cfg, key: key, successorKey: sk.Sum(nil), ips: ipLimiter{limit: cfg.LoginRate, burst: cfg.LoginBurst, m: map[string]*ipEntry{}}}, nil
 }
 
 // SeedUser is a demo account.
@@ -370,7 +382,19 @@ func (s *Service) handleLogin(w http.ResponseWriter, r *http.Request) {
 // dummyHash is a bcrypt hash of a random password, for constant-time misses.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password-"+randomToken()), bcrypt.MinCost)
 
+// issue signs in u for a new login: a fresh access token and a random
+// refresh token that starts the login's family.
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, u User, family string) error {
+	refresh := randomToken()
+	t := RefreshToken{Hash: hashToken(refresh), UserID: u.ID, Family: family, ExpiresAt: s.cfg.Clock().Add(s.cfg.RefreshTTL)}
+	if err := s.cfg.Store.InsertRefresh(r.Context(), t); err != nil {
+		return err
+	}
+	return s.issueAccess(w, r, u, family, refresh, t.ExpiresAt)
+}
+
+// issueAccess sets a new access token for u and the given refresh token.
+func (s *Service) issueAccess(w http.ResponseWriter, r *http.Request, u User, family, refresh string, refreshExpires time.Time) error {
 	now := s.cfg.Clock()
 	access, err := jwt.NewWithClaims(jwt.SigningMethodHS256, Claims{
 		UserID: u.ID, Email: u.Email, Country: u.Country, Epoch: u.Epoch, Family: family,
@@ -382,18 +406,41 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, u User, family s
 	if err != nil {
 		return err
 	}
-	refresh := randomToken()
-	if err := s.cfg.Store.InsertRefresh(r.Context(), RefreshToken{
-		Hash: hashToken(refresh), UserID: u.ID, Family: family, ExpiresAt: now.Add(s.cfg.RefreshTTL),
-	}); err != nil {
-		return err
-	}
 	s.setCookie(w, r, AccessCookie, access, "/", s.cfg.AccessTTL, true)
-	s.setCookie(w, r, RefreshCookie, refresh, "/api/session", s.cfg.RefreshTTL, true)
+	s.setCookie(w, r, RefreshCookie, refresh, "/api/session", refreshExpires.Sub(now), true)
 	s.EnsureCSRF(w, r)
 	return nil
 }
 
+// successor is the refresh token that replaces spent when it is spent. It
+// is derived from spent with a server key rather than drawn at random, so
+// that a client whose refresh answer was lost, and who sends spent again,
+// gets the same successor instead of a second live token (see
+// handleRefresh). Without the key, a copy of spent does not give its
+// successor.
+func (s *Service) successor(spent string) string {
+	m := hmac.New(sha256.New, s.successorKey)
+	m.Write([]byte(spent))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// handleRefresh rotates the refresh token: the presented one is spent and
+// its successor is set with a new access token.
+//
+// A spent token that comes back is either a copy (theft) or the same
+// client retrying a refresh whose answer it never got: a dropped
+// connection, a time-out, a store call whose reply was lost. Revoking the
+// family on every reuse would sign out the second kind. So a reuse within
+// RefreshRetryWindow of the spend is answered with the same successor again
+// (and a new access token), but only while that successor is unused: once
+// it has been used, the client that sent it holds the login, and the old
+// token can only be a copy. Any other reuse revokes the family. A thief who
+// replays a token inside the window gets the successor the victim also
+// holds, never a token of its own; the family is revoked the first time
+// either of them sends a token whose successor has been used, or sends a
+// spent one later than the window allows. Reuse is still detected, at the
+// latest at the next rotation that the two do not make within the window
+// of each other.
 func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	if !s.ips.allow(s.clientIP(r), s.cfg.Clock()) {
 		writeError(w, http.StatusTooManyRequests, "too many attempts; slow down")
@@ -408,30 +455,73 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "no refresh token")
 		return
 	}
-	t, err := s.cfg.Store.ConsumeRefresh(r.Context(), hashToken(c.Value), s.cfg.Clock())
+	now := s.cfg.Clock()
+	t, err := s.cfg.Store.ConsumeRefresh(r.Context(), hashToken(c.Value), now)
 	switch {
+	case err == nil:
+	case errors.Is(err, ErrRefreshReused) && s.mayBeRetry(t, now):
+		// Answered below with the successor, if it is still unused.
 	case errors.Is(err, ErrRefreshReused):
-		// A spent token came back: someone holds a copy. Kill the family.
-		s.cfg.Logger.Warn("session: refresh token reuse; revoking its family", "user", t.UserID)
-		_ = s.cfg.Store.RevokeFamily(r.Context(), t.Family)
-		s.clearSession(w, r)
-		writeError(w, http.StatusUnauthorized, "session revoked")
+		s.revoke(w, r, t)
 		return
-	case err != nil:
+	case errors.Is(err, ErrRefreshDead):
 		s.clearSession(w, r)
 		writeError(w, http.StatusUnauthorized, "session expired")
+		return
+	default:
+		// The store did not answer: the token may or may not be spent. The
+		// client sends it again, and a spend it did not hear of is
+		// answered as a retry.
+		writeError(w, http.StatusServiceUnavailable, "try again")
+		return
+	}
+	next := s.successor(c.Value)
+	stored, err := s.cfg.Store.EnsureRefresh(r.Context(), RefreshToken{
+		Hash: hashToken(next), UserID: t.UserID, Family: t.Family, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+	})
+	switch {
+	case errors.Is(err, ErrRefreshDead), err == nil && (stored.Used || stored.Revoked || !now.Before(stored.ExpiresAt)):
+		s.revoke(w, r, t)
+		return
+	case err != nil:
+		s.cfg.Logger.Error("session: storing the rotated refresh token failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}
 	u, err := s.cfg.Store.UserByID(r.Context(), t.UserID)
-	if err != nil {
+	if errors.Is(err, ErrNotFound) {
+		s.clearSession(w, r)
 		writeError(w, http.StatusUnauthorized, "session expired")
 		return
 	}
-	if err := s.issue(w, r, u, t.Family); err != nil {
+	if err == nil {
+		err = s.issueAccess(w, r, u, t.Family, next, stored.ExpiresAt)
+	}
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "refreshed"})
+}
+
+// mayBeRetry reports whether a reuse of t at now may be its client
+// retrying: t was spent at most RefreshRetryWindow ago.
+func (s *Service) mayBeRetry(t RefreshToken, now time.Time) bool {
+	if s.cfg.RefreshRetryWindow <= 0 || t.UsedAt.IsZero() {
+		return false
+	}
+	since := now.Sub(t.UsedAt)
+	return since >= 0 && since <= s.cfg.RefreshRetryWindow
+}
+
+// revoke ends the login of a refresh token that came back after its
+// successor was used, or too late to be a retry: someone holds a copy.
+func (s *Service) revoke(w http.ResponseWriter, r *http.Request, t RefreshToken) {
+	s.cfg.Logger.Warn("session: refresh token reuse; revoking its family", "user", t.UserID)
+	_ = s.cfg.Store.RevokeFamily(r.Context(), t.Family)
+	s.families.Delete(t.Family)
+	s.clearSession(w, r)
+	writeError(w, http.StatusUnauthorized, "session revoked")
 }
 
 func (s *Service) clearSession(w http.ResponseWriter, r *http.Request) {

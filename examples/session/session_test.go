@@ -155,6 +155,11 @@ func TestSessionFlows(t *testing.T) {
 				if fresh == old || fresh == "" {
 					t.Fatal("refresh token did not rotate")
 				}
+				// The victim refreshes again: old's successor is now used,
+				// so old can no longer be a lost answer's retry.
+				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+					t.Fatalf("second refresh: %d", code)
+				}
 				// An attacker replays the spent token.
 				thief := newClient(t, b)
 				thief.do("GET", "/api/session/csrf", "", false)

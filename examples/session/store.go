@@ -24,6 +24,7 @@ type RefreshToken struct {
 	Family    string // every rotation of one login shares a family
 	ExpiresAt time.Time
 	Used      bool
+	UsedAt    time.Time // when ConsumeRefresh spent it; zero while unused
 	Revoked   bool
 }
 
@@ -55,9 +56,14 @@ type Store interface {
 	BumpEpoch(ctx context.Context, userID string) error
 
 	InsertRefresh(ctx context.Context, t RefreshToken) error
-	// ConsumeRefresh atomically marks the token used and returns it. A token
-	// used before gives ErrRefreshReused (the caller revokes its family); an
-	// unknown, expired or revoked one gives ErrRefreshDead.
+	// EnsureRefresh stores t unless a token with t.Hash exists, and returns
+	// the stored token: t, or the existing one unchanged. Sending it twice
+	// stores t once, so it is safe to retry after a lost reply.
+	EnsureRefresh(ctx context.Context, t RefreshToken) (RefreshToken, error)
+	// ConsumeRefresh atomically marks the token used at now and returns it.
+	// A token used before gives ErrRefreshReused with the token, UsedAt
+	// included (the caller decides between a retry and theft); an unknown,
+	// expired or revoked one gives ErrRefreshDead.
 	ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error)
 	RevokeFamily(ctx context.Context, family string) error
 	// FamilyRevoked reports whether a login's family was revoked (logout,

@@ -83,8 +83,18 @@ func (m *MemoryStore) ConsumeRefresh(_ context.Context, hash string, now time.Ti
 	case t.Used:
 		return t, ErrRefreshReused
 	}
-	t.Used = true
+	t.Used, t.UsedAt = true, now
 	m.refresh[hash] = t
+	return t, nil
+}
+
+func (m *MemoryStore) EnsureRefresh(_ context.Context, t RefreshToken) (RefreshToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if have, ok := m.refresh[t.Hash]; ok {
+		return have, nil
+	}
+	m.refresh[t.Hash] = t
 	return t, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -106,15 +107,17 @@ func (s *RedisStore) InsertRefresh(ctx context.Context, t RefreshToken) error {
 	return err
 }
 
-// consumeScript marks a token used if it is live and unused, in one step.
-// Returns {status, user, family, exp}: status 0 ok, 1 reused, 2 dead.
+// consumeScript marks a token used at ARGV[1] if it is live and unused, in
+// one step. Returns {status, user, family, exp, used_at}: status 0 ok, 1
+// reused, 2 dead.
 var consumeScript = redis.NewScript(`
-local t = redis.call('HMGET', KEYS[1], 'user', 'family', 'exp', 'used', 'revoked')
-if not t[1] then return {2, '', '', '0'} end
-if t[5] == '1' or tonumber(t[3]) <= tonumber(ARGV[1]) then return {2, t[1], t[2], t[3]} end
-if t[4] == '1' then return {1, t[1], t[2], t[3]} end
-redis.call('HSET', KEYS[1], 'used', 1)
-return {0, t[1], t[2], t[3]}
+local t = redis.call('HMGET', KEYS[1], 'user', 'family', 'exp', 'used', 'revoked', 'used_at')
+if not t[1] then return {2, '', '', '0', '0'} end
+local usedAt = t[6] or '0'
+if t[5] == '1' or tonumber(t[3]) <= tonumber(ARGV[1]) then return {2, t[1], t[2], t[3], usedAt} end
+if t[4] == '1' then return {1, t[1], t[2], t[3], usedAt} end
+redis.call('HSET', KEYS[1], 'used', 1, 'used_at', ARGV[1])
+return {0, t[1], t[2], t[3], ARGV[1]}
 `)
 
 func (s *RedisStore) ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error) {
@@ -122,12 +125,11 @@ func (s *RedisStore) ConsumeRefresh(ctx context.Context, hash string, now time.T
 	if err != nil {
 		return RefreshToken{}, err
 	}
+	if len(res) != 5 {
+		return RefreshToken{}, fmt.Errorf("session: consume refresh: unexpected reply of %d values", len(res))
+	}
 	status, _ := res[0].(int64)
-	user, _ := res[1].(string)
-	family, _ := res[2].(string)
-	expS, _ := res[3].(string)
-	exp, _ := strconv.ParseInt(expS, 10, 64)
-	t := RefreshToken{Hash: hash, UserID: user, Family: family, ExpiresAt: time.UnixMilli(exp), Used: true}
+	t := RefreshToken{Hash: hash, UserID: str(res[1]), Family: str(res[2]), ExpiresAt: millis(res[3]), Used: true, UsedAt: millis(res[4])}
 	switch status {
 	case 0:
 		return t, nil
@@ -135,6 +137,64 @@ func (s *RedisStore) ConsumeRefresh(ctx context.Context, hash string, now time.T
 		return t, ErrRefreshReused
 	}
 	return t, ErrRefreshDead
+}
+
+// ensureScript creates the token hash unless it exists, then returns its
+// fields: {user, family, exp, used, revoked, used_at}.
+var ensureScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'user', ARGV[1], 'family', ARGV[2], 'exp', ARGV[3], 'used', 0, 'revoked', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return redis.call('HMGET', KEYS[1], 'user', 'family', 'exp', 'used', 'revoked', 'used_at')
+`)
+
+func (s *RedisStore) EnsureRefresh(ctx context.Context, t RefreshToken) (RefreshToken, error) {
+	ttl := max(time.Until(t.ExpiresAt), time.Second)
+	// The token joins its family and user sets before it exists, so that a
+	// revocation never misses it; adding twice is harmless.
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, s.familyKey(t.Family), t.Hash)
+		p.PExpire(ctx, s.familyKey(t.Family), ttl+time.Hour)
+		p.SAdd(ctx, s.userTokensKey(t.UserID), t.Hash)
+		return nil
+	}); err != nil {
+		return RefreshToken{}, err
+	}
+	res, err := ensureScript.Run(ctx, s.rdb, []string{s.refreshKey(t.Hash)},
+		t.UserID, t.Family, t.ExpiresAt.UnixMilli(), ttl.Milliseconds()).Slice()
+	if err != nil {
+		return RefreshToken{}, err
+	}
+	if len(res) != 6 || res[0] == nil {
+		// Expired between the two steps: it existed and is gone.
+		return RefreshToken{}, ErrRefreshDead
+	}
+	return RefreshToken{
+		Hash: t.Hash, UserID: str(res[0]), Family: str(res[1]), ExpiresAt: millis(res[2]),
+		Used: str(res[3]) == "1", Revoked: str(res[4]) == "1", UsedAt: millis(res[5]),
+	}, nil
+}
+
+// str is a reply value as a string; nil (a missing field) is "".
+func str(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}
+
+// millis is a reply value of Unix milliseconds as a time; missing or zero
+// is the zero time.
+func millis(v any) time.Time {
+	ms, _ := strconv.ParseInt(str(v), 10, 64)
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func (s *RedisStore) revokeSet(ctx context.Context, setKey string) error {

@@ -35,7 +35,7 @@ func (s *SQLStore) Migrate(ctx context.Context) error {
 	k, t, b := s.d.Key(), s.d.Text(), s.d.Blob()
 	stmts := []string{
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %susers (id %s PRIMARY KEY, email %s NOT NULL UNIQUE, password_hash %s NOT NULL, country %s NOT NULL, epoch BIGINT NOT NULL DEFAULT 0)`, s.prefix, k, k, b, t),
-		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %srefresh_tokens (hash %s PRIMARY KEY, user_id %s NOT NULL, family %s NOT NULL, expires_at BIGINT NOT NULL, used INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0)`, s.prefix, k, k, k),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %srefresh_tokens (hash %s PRIMARY KEY, user_id %s NOT NULL, family %s NOT NULL, expires_at BIGINT NOT NULL, used INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0, used_at BIGINT NOT NULL DEFAULT 0)`, s.prefix, k, k, k),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %scarts (user_id %s PRIMARY KEY, items %s NOT NULL)`, s.prefix, k, t),
 	}
 	for _, q := range stmts {
@@ -43,10 +43,12 @@ func (s *SQLStore) Migrate(ctx context.Context) error {
 			return fmt.Errorf("session: migrate: %w", err)
 		}
 	}
-	// Index creation is not idempotent everywhere: ignore "exists".
+	// Index creation and ADD COLUMN are not idempotent everywhere: ignore
+	// "exists". used_at came after the first version of the table.
 	for _, q := range []string{
 		fmt.Sprintf(`CREATE INDEX %srefresh_family ON %srefresh_tokens (family)`, s.prefix, s.prefix),
 		fmt.Sprintf(`CREATE INDEX %srefresh_user ON %srefresh_tokens (user_id)`, s.prefix, s.prefix),
+		fmt.Sprintf(`ALTER TABLE %srefresh_tokens ADD COLUMN used_at BIGINT NOT NULL DEFAULT 0`, s.prefix),
 	} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil && !strings.Contains(strings.ToLower(err.Error()), "exist") && !strings.Contains(strings.ToLower(err.Error()), "duplicate") {
 			return fmt.Errorf("session: migrate: %w", err)
@@ -104,10 +106,24 @@ func (s *SQLStore) InsertRefresh(ctx context.Context, t RefreshToken) error {
 	return err
 }
 
+func (s *SQLStore) EnsureRefresh(ctx context.Context, t RefreshToken) (RefreshToken, error) {
+	pre, suf := s.d.InsertIgnore()
+	if _, err := s.db.ExecContext(ctx, s.q(pre+` {p}refresh_tokens (hash, user_id, family, expires_at, used, revoked, used_at) VALUES (?, ?, ?, ?, 0, 0, 0)`+suf),
+		t.Hash, t.UserID, t.Family, t.ExpiresAt.UnixMilli()); err != nil {
+		return RefreshToken{}, err
+	}
+	have, err := s.refresh(ctx, t.Hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Purged between the two statements: it existed and is gone.
+		return RefreshToken{}, ErrRefreshDead
+	}
+	return have, err
+}
+
 func (s *SQLStore) ConsumeRefresh(ctx context.Context, hash string, now time.Time) (RefreshToken, error) {
 	// The conditional UPDATE is the atomic step: of two concurrent uses of
 	// one token exactly one sees a row change.
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE {p}refresh_tokens SET used = 1 WHERE hash = ? AND used = 0 AND revoked = 0 AND expires_at > ?`), hash, now.UnixMilli())
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE {p}refresh_tokens SET used = 1, used_at = ? WHERE hash = ? AND used = 0 AND revoked = 0 AND expires_at > ?`), now.UnixMilli(), hash, now.UnixMilli())
 	if err != nil {
 		return RefreshToken{}, err
 	}
@@ -115,18 +131,13 @@ func (s *SQLStore) ConsumeRefresh(ctx context.Context, hash string, now time.Tim
 	if err != nil {
 		return RefreshToken{}, err
 	}
-	var t RefreshToken
-	var exp int64
-	var used, revoked int
-	err = s.db.QueryRowContext(ctx, s.q(`SELECT hash, user_id, family, expires_at, used, revoked FROM {p}refresh_tokens WHERE hash = ?`), hash).
-		Scan(&t.Hash, &t.UserID, &t.Family, &exp, &used, &revoked)
+	t, err := s.refresh(ctx, hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RefreshToken{}, ErrRefreshDead
 	}
 	if err != nil {
 		return RefreshToken{}, err
 	}
-	t.ExpiresAt, t.Used, t.Revoked = time.UnixMilli(exp), used != 0, revoked != 0
 	if n == 1 {
 		return t, nil
 	}
@@ -134,6 +145,23 @@ func (s *SQLStore) ConsumeRefresh(ctx context.Context, hash string, now time.Tim
 		return t, ErrRefreshDead
 	}
 	return t, ErrRefreshReused
+}
+
+// refresh reads one token; sql.ErrNoRows when there is none.
+func (s *SQLStore) refresh(ctx context.Context, hash string) (RefreshToken, error) {
+	var t RefreshToken
+	var exp, usedAt int64
+	var used, revoked int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT hash, user_id, family, expires_at, used, revoked, used_at FROM {p}refresh_tokens WHERE hash = ?`), hash).
+		Scan(&t.Hash, &t.UserID, &t.Family, &exp, &used, &revoked, &usedAt)
+	if err != nil {
+		return RefreshToken{}, err
+	}
+	t.ExpiresAt, t.Used, t.Revoked = time.UnixMilli(exp), used != 0, revoked != 0
+	if usedAt != 0 {
+		t.UsedAt = time.UnixMilli(usedAt)
+	}
+	return t, nil
 }
 
 func (s *SQLStore) FamilyRevoked(ctx context.Context, family string) (bool, error) {
