@@ -104,6 +104,32 @@ func TestStorePlaceOrderRetryTakesNothing(t *testing.T) {
 	})
 }
 
+// A checkout retried after its product sold out gets its own order back:
+// the order took the last unit, so sold out is not its answer.
+func TestStorePlaceOrderRetryAfterSellOutReturnsTheOrder(t *testing.T) {
+	eachStore(t, func(t *testing.T, st order.Store) {
+		ctx := context.Background()
+		seed(t, st, "p", 1)
+		now := time.Now().Truncate(time.Millisecond)
+		if _, ok, err := st.PlaceOrder(ctx, newOrder("last", "u1", now), now.Add(time.Minute)); err != nil || !ok {
+			t.Fatalf("first PlaceOrder: created=%v err=%v", ok, err)
+		}
+		stored, ok, err := st.PlaceOrder(ctx, newOrder("last", "u1", now), now.Add(time.Minute))
+		if err != nil || ok || stored == nil || stored.ID != "last" {
+			t.Fatalf("retry after sell-out: created=%v err=%v stored=%+v; want the first order back", ok, err, stored)
+		}
+		if _, _, err := st.PlaceOrder(ctx, newOrder("late", "u2", now), now.Add(time.Minute)); !errors.Is(err, order.ErrSoldOut) {
+			t.Fatalf("another buyer after sell-out: %v, want ErrSoldOut", err)
+		}
+		if mine, err := st.OrdersByUser(ctx, "u2", 10); err != nil || len(mine) != 0 {
+			t.Fatalf("a sold-out checkout left %d orders, %v", len(mine), err)
+		}
+		if left := stockOf(t, st, "p"); left != 0 {
+			t.Fatalf("stock left %d, want 0", left)
+		}
+	})
+}
+
 // The one-step commit of a paid order: it sells the stock and saves the
 // order together, or, on a stale version or a reservation that is gone,
 // changes nothing at all.

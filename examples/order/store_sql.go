@@ -546,17 +546,27 @@ func (s *SQLStore) PlaceOrder(ctx context.Context, o *Order, until time.Time) (*
 // placeOrderPostgres is PlaceOrder's usual case as one statement, one round
 // trip instead of five (BEGIN, three statements, COMMIT): each item's whole
 // quantity from the bucket its order id picks. It reports placed=false when
-// the order exists already, and errStepByStep when that is not the whole
-// story (a bucket too low, a product whose bucket count is not known yet,
-// a reservation left without its order), for the transaction in PlaceOrder,
-// which spreads the last units over buckets and tells sold out apart.
+// the order exists already, ErrSoldOut, and errStepByStep when that is not
+// the whole story (a bucket too low, a product whose bucket count is not
+// known yet, a reservation left without its order), for the transaction in
+// PlaceOrder, which spreads the last units over buckets.
 //
-// The order row is inserted first, so a double-click's second statement
-// waits on its key and then takes nothing. Every take and the reservation
-// hang on that insert, and the reservation on every take. When the order
-// went in but the reservation did not, the statement divides by zero on
-// purpose: an error is the only way for one statement to undo its own
-// earlier writes, and it undoes all of them.
+// The order row is inserted only if every bucket held enough stock when the
+// statement began. Otherwise nothing is written, and the statement reports
+// sold out when a product's buckets hold less than the quantity in all and
+// there is no order of this id to return (what the transaction would find
+// at that moment), or leaves it to the transaction (the last units spread
+// over buckets). Sold out is common in a drop, and it must not be an error:
+// an error in a pipeline of shared commits rolls back every other caller's
+// statement too, which then run again.
+//
+// The order row is inserted before any take, so a double-click's second
+// statement waits on its key and then takes nothing. Every take and the
+// reservation hang on that insert, and the reservation on every take. When
+// the order went in but the reservation did not (a concurrent checkout took
+// the units after the check), the statement divides by zero on purpose: an
+// error is the only way for one statement to undo its own earlier writes,
+// and it undoes all of them.
 func (s *SQLStore) placeOrderPostgres(ctx context.Context, o *Order, until time.Time, raw string) (placed bool, err error) {
 	// One statement that is correct whatever ran before it: it may share
 	// its commit with other callers'. It locks stock rows that every
@@ -579,12 +589,19 @@ func (s *SQLStore) placeOrderPostgres(ctx context.Context, o *Order, until time.
 		return false, err
 	}
 	q := s.q(`
-WITH o AS (
-  INSERT INTO` + insertOrderSQL + ` ON CONFLICT DO NOTHING
+WITH x AS (
+  SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS x(p, b, q)
+), enough AS (
+  SELECT count(*) = ? AS ok FROM {p}stock st JOIN x ON st.product_id = x.p AND st.bucket = x.b
+  WHERE st.stock >= x.q
+), o AS (
+  INSERT INTO {p}orders (id, user_id, status, updated_ms, created_ms, version, data)
+  SELECT ?::text, ?::text, ?::text, ?::bigint, ?::bigint, 1, ?::text WHERE (SELECT ok FROM enough)
+  ON CONFLICT DO NOTHING
   RETURNING id
 ), t AS (
   UPDATE {p}stock SET stock = stock - x.q
-  FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS x(p, b, q)
+  FROM x
   WHERE product_id = x.p AND bucket = x.b AND stock >= x.q AND EXISTS (SELECT 1 FROM o)
   RETURNING 1
 ), r AS (
@@ -593,17 +610,34 @@ WITH o AS (
   ON CONFLICT DO NOTHING
   RETURNING 1
 )
-SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(*) FROM o))`)
+SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(*) FROM o)),
+  (SELECT ok FROM enough),
+  CASE WHEN (SELECT ok FROM enough) THEN false ELSE
+    EXISTS (SELECT 1 FROM x WHERE x.q > (SELECT COALESCE(sum(st.stock), 0) FROM {p}stock st WHERE st.product_id = x.p))
+    AND NOT EXISTS (SELECT 1 FROM {p}orders WHERE id = ?)
+  END`)
 	var made int
+	var enough, soldOut bool
 	err = againOnDeadlock(ctx, func() error {
 		return s.db.QueryRowContext(ctx, q,
+			products, buckets, qty, n,
 			o.ID, o.UserID, string(o.Status), o.UpdatedAt.UnixMilli(), o.CreatedAt.UnixMilli(), raw,
-			products, buckets, qty, string(items), until.UnixMilli(), n).Scan(&made)
+			string(items), until.UnixMilli(), n, o.ID).Scan(&made, &enough, &soldOut)
 	})
-	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "22012" { // division_by_zero: see above
+	switch pe := (*pgconn.PgError)(nil); {
+	case errors.As(err, &pe) && pe.Code == "22012": // division_by_zero: see above
+		return false, errStepByStep
+	case err != nil:
+		return false, err
+	case soldOut:
+		// What the transaction would find: a product whose buckets hold
+		// less than the quantity in all, and no order of this id to
+		// return instead. Nothing was written.
+		return false, ErrSoldOut
+	case !enough:
 		return false, errStepByStep
 	}
-	return made == 1, err
+	return made == 1, nil
 }
 
 // commitAndSavePostgres is commitAndSave as one statement: no BEGIN and
