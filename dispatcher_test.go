@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testclock"
 	"github.com/paymux/paymux/providers/sim"
 	"github.com/paymux/paymux/store/memory"
 )
 
 // dispatcherBundle is what setupDispatcher builds.
 type dispatcherBundle struct {
-	clk *testClock
+	clk *testclock.Clock
 	st  *callStore
 	o   *paymux.Orchestrator
 }
@@ -24,7 +25,7 @@ type dispatcherBundle struct {
 // clock, given to it plain (capabilities hidden) when plain is set.
 func setupDispatcher(t *testing.T, plain bool) *dispatcherBundle {
 	t.Helper()
-	b := &dispatcherBundle{clk: newTestClock()}
+	b := &dispatcherBundle{clk: testclock.New(time.Now())}
 	b.st = newCallStore(memory.Options{Clock: b.clk.Now})
 	var st paymux.Store = b.st
 	if plain {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testclock"
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/sim"
 	"github.com/paymux/paymux/store/memory"
@@ -474,7 +475,7 @@ func (brokenStore) ClaimIdempotency(context.Context, paymux.ClaimParams) (*paymu
 // for its key: it asks the provider first, and finds the charge.
 func TestCrashedClaimIsRecoveredFromTheProvider(t *testing.T) {
 	t.Parallel()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	advance := clk.Advance
 	st := memory.New(memory.Options{Clock: clk.Now})
 	a := sim.New(sim.Config{Name: "a"})
@@ -687,7 +688,7 @@ func TestAllProvidersDownFreesTheKey(t *testing.T) {
 // later), but the payment exists, so a retry replays it.
 func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
 	t.Parallel()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a"})
@@ -709,24 +710,4 @@ func TestInvariant1RetryAfterIdempotencyTTLReplays(t *testing.T) {
 	if err != nil || p2.ID != p1.ID || a.Charges(req.IdempotencyKey) != 1 {
 		t.Fatalf("retry after TTL: %+v %v, charges %d", p2, err, a.Charges(req.IdempotencyKey))
 	}
-}
-
-// testClock is an injected clock that tests move forward by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock { return &testClock{t: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testclock"
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/sim"
 	"github.com/paymux/paymux/store/memory"
@@ -318,7 +319,7 @@ func TestWebhookRefusesWhatItCannotTrust(t *testing.T) {
 func TestWebhookForUnknownPaymentIsRetriedThenOrphaned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
 	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: memory.New(memory.Options{Clock: clock}), Clock: clock})
@@ -351,7 +352,7 @@ func TestWebhookForUnknownPaymentIsRetriedThenOrphaned(t *testing.T) {
 func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
@@ -404,7 +405,7 @@ func TestDeliveryIsAtLeastOnceAcrossACrash(t *testing.T) {
 func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret, Clock: clock})
@@ -437,7 +438,7 @@ func TestDeliveryDeadLettersAfterMaxAttempts(t *testing.T) {
 func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", Clock: clock})
@@ -479,7 +480,7 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 func TestReconcilerFinishesAbandonedClaims(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clk := newTestClock()
+	clk := testclock.New(time.Now())
 	clock := clk.Now
 	st := memory.New(memory.Options{Clock: clock})
 	a := sim.New(sim.Config{Name: "a", Clock: clock})

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/paymux/paymux/examples/internal/sqlutil"
 	"github.com/paymux/paymux/examples/internal/testenv"
 	"github.com/paymux/paymux/examples/session"
+	"github.com/paymux/paymux/internal/testclock"
 )
 
 // replay makes a fresh browser that holds only the refresh token value, as
@@ -30,31 +30,13 @@ func replay(t *testing.T, b *bundle, value string) (int, string) {
 	return code, c.cookie(session.RefreshCookie)
 }
 
-// fakeClock is a settable clock for the retry window.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 	t.Parallel()
 	for name, mk := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			st := mk(t)
-			clock := &fakeClock{now: time.Now()}
+			clock := testclock.New(time.Now())
 			b := setup(t, st, session.Config{Clock: clock.Now, LoginBurst: 100})
 
 			t.Run("a retry gets the same successor and the login lives on", func(t *testing.T) {
@@ -67,7 +49,7 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 				fresh := c.cookie(session.RefreshCookie)
 				// The answer never reached the client: it sends old again,
 				// twice, a few seconds later.
-				clock.Add(3 * time.Second)
+				clock.Advance(3 * time.Second)
 				for range 2 {
 					code, got := replay(t, b, old)
 					if code != 200 || got != fresh {
@@ -117,7 +99,7 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
 					t.Fatalf("refresh: %d", code)
 				}
-				clock.Add(31 * time.Second)
+				clock.Advance(31 * time.Second)
 				if code, _ := replay(t, b, old); code != 401 {
 					t.Fatalf("late reuse accepted: %d", code)
 				}

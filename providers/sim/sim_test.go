@@ -11,27 +11,10 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testclock"
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/sim"
 )
-
-// fakeClock is an injectable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // webhook is one webhook the sim sent.
 type webhook struct {
@@ -40,7 +23,7 @@ type webhook struct {
 }
 
 type bundle struct {
-	clock *fakeClock
+	clock *testclock.Clock
 	mu    sync.Mutex
 	sent  []webhook
 }
@@ -55,7 +38,7 @@ func (b *bundle) webhooks() []webhook {
 // the config.
 func setup(t *testing.T, opts ...func(*sim.Config)) (*sim.Provider, *bundle) {
 	t.Helper()
-	b := &bundle{clock: &fakeClock{now: time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)}}
+	b := &bundle{clock: testclock.New(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))}
 	cfg := sim.Config{
 		WebhookSecret: testSecret,
 		Clock:         b.clock.Now,

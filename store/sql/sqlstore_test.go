@@ -11,31 +11,14 @@ import (
 	"time"
 
 	"github.com/paymux/paymux"
+	"github.com/paymux/paymux/internal/testclock"
 	"github.com/paymux/paymux/store/sql"
 )
 
-// fakeClock is a settable clock for the tests that drive expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // setup returns a store of dialect d driven by a fake clock.
-func setup(t *testing.T, d sqlstore.Dialect) (*sqlstore.Store, *fakeClock) {
+func setup(t *testing.T, d sqlstore.Dialect) (*sqlstore.Store, *testclock.Clock) {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	h := newHarness(t, d, nil)
 	return h.store(t, sqlstore.Options{Clock: clock.Now}), clock
 }
