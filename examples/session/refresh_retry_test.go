@@ -30,6 +30,18 @@ func replay(t *testing.T, b *bundle, value string) (int, string) {
 	return code, c.cookie(session.RefreshCookie)
 }
 
+// caught checks that replaying copy is refused and that it revoked the
+// login, so that its owner c cannot refresh either.
+func caught(t *testing.T, b *bundle, c *client, copy string) {
+	t.Helper()
+	if code, _ := replay(t, b, copy); code != 401 {
+		t.Fatalf("a copy of a spent token accepted: %d", code)
+	}
+	if code := c.refresh(); code != 401 {
+		t.Fatalf("family not revoked: %d", code)
+	}
+}
+
 func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 	t.Parallel()
 	for name, mk := range stores(t) {
@@ -40,13 +52,7 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 			b := setup(t, st, session.Config{Clock: clock.Now, LoginBurst: 100})
 
 			t.Run("a retry gets the same successor and the login lives on", func(t *testing.T) {
-				c := newClient(t, b)
-				c.login()
-				old := c.cookie(session.RefreshCookie)
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
-					t.Fatalf("refresh: %d", code)
-				}
-				fresh := c.cookie(session.RefreshCookie)
+				c, old, fresh := rotated(t, b)
 				// The answer never reached the client: it sends old again,
 				// twice, a few seconds later.
 				clock.Advance(3 * time.Second)
@@ -56,7 +62,7 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 						t.Fatalf("retry: %d, successor %q, want 200 and %q", code, got, fresh)
 					}
 				}
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+				if code := c.refresh(); code != 200 {
 					t.Fatalf("the login was revoked by a retry: %d", code)
 				}
 				if code, _ := c.do("GET", "/api/session/me", "", false); code != 200 {
@@ -65,12 +71,7 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 			})
 
 			t.Run("a copy replayed in the window is caught once its successor is used", func(t *testing.T) {
-				victim := newClient(t, b)
-				victim.login()
-				old := victim.cookie(session.RefreshCookie)
-				if code, _ := victim.do("POST", "/api/session/refresh", "", true); code != 200 {
-					t.Fatalf("refresh: %d", code)
-				}
+				victim, old, _ := rotated(t, b)
 				// The thief replays old at once and gets the successor the
 				// victim holds, never a token of its own.
 				code, stolen := replay(t, b, old)
@@ -80,32 +81,17 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 				// The victim refreshes twice: the successor of the stolen
 				// token is now used, so the stolen token can only be a copy.
 				for range 2 {
-					if code, _ := victim.do("POST", "/api/session/refresh", "", true); code != 200 {
+					if code := victim.refresh(); code != 200 {
 						t.Fatalf("victim's refresh: %d", code)
 					}
 				}
-				if code, _ := replay(t, b, stolen); code != 401 {
-					t.Fatalf("a copy accepted after its successor was used: %d", code)
-				}
-				if code, _ := victim.do("POST", "/api/session/refresh", "", true); code != 401 {
-					t.Fatalf("family not revoked: %d", code)
-				}
+				caught(t, b, victim, stolen)
 			})
 
 			t.Run("a reuse after the window revokes the login", func(t *testing.T) {
-				c := newClient(t, b)
-				c.login()
-				old := c.cookie(session.RefreshCookie)
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
-					t.Fatalf("refresh: %d", code)
-				}
+				c, old, _ := rotated(t, b)
 				clock.Advance(31 * time.Second)
-				if code, _ := replay(t, b, old); code != 401 {
-					t.Fatalf("late reuse accepted: %d", code)
-				}
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 401 {
-					t.Fatalf("family not revoked: %d", code)
-				}
+				caught(t, b, c, old)
 			})
 		})
 	}
@@ -114,18 +100,8 @@ func TestRefreshRetryAfterALostAnswer(t *testing.T) {
 func TestRefreshRetryWindowOff(t *testing.T) {
 	t.Parallel()
 	b := setup(t, session.NewMemoryStore(), session.Config{RefreshRetryWindow: -1, LoginBurst: 100})
-	c := newClient(t, b)
-	c.login()
-	old := c.cookie(session.RefreshCookie)
-	if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
-		t.Fatalf("refresh: %d", code)
-	}
-	if code, _ := replay(t, b, old); code != 401 {
-		t.Fatalf("reuse accepted with the window off: %d", code)
-	}
-	if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 401 {
-		t.Fatalf("family not revoked: %d", code)
-	}
+	c, old, _ := rotated(t, b)
+	caught(t, b, c, old)
 }
 
 // flakyStore fails the given method once, after doing its work when
@@ -187,10 +163,10 @@ func TestRefreshSurvivesAStoreFailure(t *testing.T) {
 			if got := c.cookie(session.RefreshCookie); got != old {
 				t.Fatal("a failed refresh replaced the refresh cookie")
 			}
-			if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+			if code := c.refresh(); code != 200 {
 				t.Fatalf("retry: %d", code)
 			}
-			if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+			if code := c.refresh(); code != 200 {
 				t.Fatalf("refresh after the retry: %d", code)
 			}
 		})

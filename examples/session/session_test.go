@@ -117,6 +117,30 @@ func (c *client) do(method, path, body string, csrf bool) (int, map[string]any) 
 	return resp.StatusCode, out
 }
 
+// refresh posts a refresh and returns the status code.
+func (c *client) refresh() int {
+	c.t.Helper()
+	code, _ := c.do("POST", "/api/session/refresh", "", true)
+	return code
+}
+
+// rotated signs a new browser in and refreshes once; it returns the
+// browser, the spent refresh token and its successor.
+func rotated(t *testing.T, b *bundle) (c *client, spent, successor string) {
+	t.Helper()
+	c = newClient(t, b)
+	c.login()
+	spent = c.cookie(session.RefreshCookie)
+	if code := c.refresh(); code != 200 {
+		t.Fatalf("refresh: %d", code)
+	}
+	successor = c.cookie(session.RefreshCookie)
+	if successor == spent || successor == "" {
+		t.Fatal("refresh token did not rotate")
+	}
+	return c, spent, successor
+}
+
 func (c *client) login() {
 	c.t.Helper()
 	c.do("GET", "/api/session/csrf", "", false)
@@ -145,33 +169,14 @@ func TestSessionFlows(t *testing.T) {
 			})
 			t.Run("refresh rotates and reuse revokes the family", func(t *testing.T) {
 				b := setup(t, st, session.Config{})
-				c := newClient(t, b)
-				c.login()
-				old := c.cookie(session.RefreshCookie)
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
-					t.Fatalf("refresh: %d", code)
-				}
-				fresh := c.cookie(session.RefreshCookie)
-				if fresh == old || fresh == "" {
-					t.Fatal("refresh token did not rotate")
-				}
+				c, old, _ := rotated(t, b)
 				// The victim refreshes again: old's successor is now used,
 				// so old can no longer be a lost answer's retry.
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 200 {
+				if code := c.refresh(); code != 200 {
 					t.Fatalf("second refresh: %d", code)
 				}
 				// An attacker replays the spent token.
-				thief := newClient(t, b)
-				thief.do("GET", "/api/session/csrf", "", false)
-				u, _ := url.Parse(b.srv.URL + "/api/session")
-				thief.http.Jar.SetCookies(u, []*http.Cookie{{Name: session.RefreshCookie, Value: old, Path: "/api/session"}})
-				if code, _ := thief.do("POST", "/api/session/refresh", "", true); code != 401 {
-					t.Fatalf("reused token accepted: %d", code)
-				}
-				// The whole family is dead, including the victim's fresh token.
-				if code, _ := c.do("POST", "/api/session/refresh", "", true); code != 401 {
-					t.Fatalf("family not revoked: %d", code)
-				}
+				caught(t, b, c, old)
 			})
 			t.Run("logout-all kills access tokens", func(t *testing.T) {
 				b := setup(t, st, session.Config{})
@@ -185,7 +190,7 @@ func TestSessionFlows(t *testing.T) {
 				if code, _ := c2.do("GET", "/api/session/me", "", false); code != 401 {
 					t.Fatalf("other device still signed in: %d", code)
 				}
-				if code, _ := c2.do("POST", "/api/session/refresh", "", true); code != 401 {
+				if code := c2.refresh(); code != 401 {
 					t.Fatalf("other device could refresh: %d", code)
 				}
 			})
