@@ -71,21 +71,38 @@ func TestPlainDropSQLite(t *testing.T) {
 }
 
 // The PostgreSQL drop runs checkout and the payment's writes through
-// sqlstore's shared-commit pipelines, where checkout's sold-out statement
-// fails on purpose inside other buyers' pipelines.
+// sqlstore's shared-commit pipelines: sold-out checkouts, double-clicks and
+// the checkout that loses the last units to another between its check and
+// its take all share commits with other buyers' writes.
 func TestPlainDropPostgres(t *testing.T) {
 	t.Parallel()
+	play(t, postgres(t, setup(t, 1000)))
+}
+
+// postgres points cfg at the test server.
+func postgres(t *testing.T, cfg Config) Config {
+	t.Helper()
 	testenv.Postgres(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a server
-	cfg := setup(t, 1000)
 	cfg.Store = "postgres"
 	cfg.PostgresDSN = testenv.PostgresDSN()
 	cfg.MaxDBConns = 8 // other packages' tests share the server's 100 connections
-	play(t, cfg)
+	return cfg
 }
 
 func TestChaosDrop(t *testing.T) {
 	t.Parallel()
-	cfg := setup(t, 2000)
+	chaos(t, setup(t, 2000))
+}
+
+// The chaos drop on PostgreSQL: the store cut lands on statements waiting
+// in, or sent in, shared-commit pipelines.
+func TestChaosDropPostgres(t *testing.T) {
+	t.Parallel()
+	chaos(t, postgres(t, setup(t, 1000)))
+}
+
+func chaos(t *testing.T, cfg Config) {
+	t.Helper()
 	cfg.Chaos = true
 	cfg.Window = 4 * time.Second
 	// The reconciler settles unknown outcomes of payments older than 30 s,
