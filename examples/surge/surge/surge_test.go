@@ -89,9 +89,37 @@ func postgres(t *testing.T, cfg Config) Config {
 	return cfg
 }
 
+func TestPlainDropRedis(t *testing.T) {
+	t.Parallel()
+	play(t, redisServer(t, setup(t, 1000)))
+}
+
+// redisServer points cfg at the test server.
+func redisServer(t *testing.T, cfg Config) Config {
+	t.Helper()
+	testenv.Redis(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a server
+	cfg.Store = "redis"
+	cfg.RedisURL = testenv.RedisURL()
+	return cfg
+}
+
 func TestChaosDrop(t *testing.T) {
 	t.Parallel()
 	chaos(t, setup(t, 2000))
+}
+
+func TestChaosDropSQLite(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t, 1000)
+	cfg.Store = "sqlite"
+	chaos(t, cfg)
+}
+
+// The chaos drop on Redis: the store cut lands on scripts that paymux's
+// store sends at most once.
+func TestChaosDropRedis(t *testing.T) {
+	t.Parallel()
+	chaos(t, redisServer(t, setup(t, 1000)))
 }
 
 // The chaos drop on PostgreSQL: the store cut lands on statements waiting
