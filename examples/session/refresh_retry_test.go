@@ -250,3 +250,38 @@ func TestMigrateAddsUsedAtToAnOldTable(t *testing.T) {
 		})
 	}
 }
+
+// revokedMeanwhile revokes the family of the token it is asked to store
+// just before storing it: a logout landing between a refresh's spend and
+// its successor.
+type revokedMeanwhile struct{ session.Store }
+
+func (r revokedMeanwhile) EnsureRefresh(ctx context.Context, t session.RefreshToken) (session.RefreshToken, error) {
+	if err := r.Store.RevokeFamily(ctx, t.Family); err != nil {
+		return session.RefreshToken{}, err
+	}
+	return r.Store.EnsureRefresh(ctx, t)
+}
+
+// A family revoked while a refresh is under way does not live on in the
+// refresh's successor.
+func TestRefreshRacingARevocationIsRefused(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := mk(t)
+			plain := setup(t, st, session.Config{LoginBurst: 100})
+			c := newClient(t, plain)
+			c.login()
+			racing := setup(t, revokedMeanwhile{st}, session.Config{LoginBurst: 100})
+			spent := c.cookie(session.RefreshCookie)
+			if code, successor := replay(t, racing, spent); code != 401 || successor != "" {
+				t.Fatalf("refresh during a revocation: %d with a refresh token %v, want 401 and none", code, successor != "")
+			}
+			if code, _ := replay(t, plain, spent); code != 401 {
+				t.Fatalf("a retry after the revocation: %d, want 401", code)
+			}
+		})
+	}
+}

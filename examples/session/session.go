@@ -488,6 +488,19 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "try again")
 		return
 	}
+	// A logout or a detected theft may have revoked the family after the
+	// spend and before the successor was stored, and so missed it. Every
+	// store marks a family revoked before it revokes its tokens, so this
+	// read, made after the successor exists, sees any such revocation.
+	switch revoked, err := s.cfg.Store.FamilyRevoked(r.Context(), t.Family); {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "try again")
+		return
+	case revoked:
+		s.clearSession(w, r)
+		writeError(w, http.StatusUnauthorized, "session revoked")
+		return
+	}
 	u, err := s.cfg.Store.UserByID(r.Context(), t.UserID)
 	if errors.Is(err, ErrNotFound) {
 		s.clearSession(w, r)

@@ -151,8 +151,10 @@ return redis.call('HMGET', KEYS[1], 'user', 'family', 'exp', 'used', 'revoked', 
 
 func (s *RedisStore) EnsureRefresh(ctx context.Context, t RefreshToken) (RefreshToken, error) {
 	ttl := max(time.Until(t.ExpiresAt), time.Second)
-	// The token joins its family and user sets before it exists, so that a
-	// revocation never misses it; adding twice is harmless.
+	// The token joins its family and user sets before it exists: a
+	// revocation that reads the family's set after this finds it, and one
+	// that read it before has set the family's revoked mark already, which
+	// the caller reads after this returns. Adding twice is harmless.
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, s.familyKey(t.Family), t.Hash)
 		p.PExpire(ctx, s.familyKey(t.Family), ttl+time.Hour)
