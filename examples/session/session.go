@@ -518,13 +518,15 @@ func (s *Service) handleRefresh(w http.ResponseWriter, r *http.Request) {
 }
 
 // mayBeRetry reports whether a reuse of t at now may be its client
-// retrying: t was spent at most RefreshRetryWindow ago.
+// retrying: t was spent at most RefreshRetryWindow ago. Either side of now,
+// since another instance, whose clock may run a little ahead, may have
+// spent it.
 func (s *Service) mayBeRetry(t RefreshToken, now time.Time) bool {
 	if s.cfg.RefreshRetryWindow <= 0 || t.UsedAt.IsZero() {
 		return false
 	}
 	since := now.Sub(t.UsedAt)
-	return since >= 0 && since <= s.cfg.RefreshRetryWindow
+	return since.Abs() <= s.cfg.RefreshRetryWindow
 }
 
 // revoke ends the login of a refresh token that came back after its
