@@ -38,8 +38,10 @@ import (
 //     transaction. The failed statement is then run again on its own and
 //     its caller gets that outcome; the statements before and after it
 //     never committed and go back to the head of the queue. So a failing
-//     statement (a sold-out product aborts checkout's statement on purpose)
-//     costs its neighbours a second trip, never their writes.
+//     statement costs its neighbours a second trip, never their writes; a
+//     statement expected to fail often should be written not to fail (the
+//     reference platform's checkout reports sold out as a result, and
+//     aborts on purpose only in a rare race).
 //   - If the connection breaks while a pipeline is out, nobody can tell
 //     whether it committed: every caller in it gets an error (not
 //     driver.ErrBadConn, which would make database/sql send the write

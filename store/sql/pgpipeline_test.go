@@ -195,7 +195,7 @@ func TestSharedCommitFailureFailsOnlyItsCaller(t *testing.T) {
 			if !errors.As(err, &pe) || pe.Code != "23505" {
 				t.Errorf("duplicate insert: %v, want unique_violation", err)
 			}
-		case 2: // aborted on purpose after writing, as checkout's sold-out statement is
+		case 2: // aborted on purpose after writing, as checkout's statement is when it loses a race
 			_, err := db.ExecContext(ctx, `WITH w AS (INSERT INTO `+table+` (id, tx) VALUES ($1, 2) RETURNING 1)
 				SELECT 1 / ((SELECT count(*) FROM w) - 1)`, id)
 			var pe *pgconn.PgError
