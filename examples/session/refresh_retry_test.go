@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -281,6 +282,36 @@ func TestRefreshRacingARevocationIsRefused(t *testing.T) {
 			}
 			if code, _ := replay(t, plain, spent); code != 401 {
 				t.Fatalf("a retry after the revocation: %d, want 401", code)
+			}
+		})
+	}
+}
+
+// Tabs of one browser that refresh at the same moment send the same token:
+// they all get the same successor, and the login lives on.
+func TestConcurrentRefreshesShareTheSuccessor(t *testing.T) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, mk(t), session.Config{LoginBurst: 100})
+			c := newClient(t, b)
+			c.login()
+			spent := c.cookie(session.RefreshCookie)
+			const tabs = 4
+			codes, got := make([]int, tabs), make([]string, tabs)
+			var wg sync.WaitGroup
+			for i := range tabs {
+				wg.Go(func() { codes[i], got[i] = replay(t, b, spent) })
+			}
+			wg.Wait()
+			for i := range tabs {
+				if codes[i] != 200 || got[i] != got[0] || got[i] == "" {
+					t.Fatalf("tab %d: %d with successor %q; tab 0 got %q", i, codes[i], got[i], got[0])
+				}
+			}
+			if code, _ := replay(t, b, got[0]); code != 200 {
+				t.Fatalf("the shared successor: %d", code)
 			}
 		})
 	}
