@@ -26,6 +26,30 @@ func setup(t *testing.T, orders int) Config {
 	}
 }
 
+// on points cfg at the named store; for a server, the test one, which
+// skips the test without it (or fails it under PAYMUX_REQUIRE_SERVICES=1).
+func on(t *testing.T, store string, cfg Config) Config {
+	t.Helper()
+	cfg.Store = store
+	switch store {
+	case "postgres":
+		testenv.Postgres(t)
+		cfg.PostgresDSN = testenv.PostgresDSN()
+		cfg.MaxDBConns = 8 // other packages' tests share the server's 100 connections
+	case "redis":
+		testenv.Redis(t)
+		cfg.RedisURL = testenv.RedisURL()
+	case "redis-cluster":
+		testenv.RedisCluster(t)
+		addrs := testenv.RedisClusterAddrs()
+		cfg.RedisURL = "redis://" + addrs[0] + "?" + url.Values{"addr": addrs[1:]}.Encode()
+	case "redis-sentinel":
+		testenv.RedisSentinel(t) // also: no failover until the test ends
+		cfg.RedisURL = testenv.RedisSentinelURL()
+	}
+	return cfg
+}
+
 func play(t *testing.T, cfg Config) *Report {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -65,9 +89,7 @@ func TestPlainDrop(t *testing.T) {
 
 func TestPlainDropSQLite(t *testing.T) {
 	t.Parallel()
-	cfg := setup(t, 1000)
-	cfg.Store = "sqlite"
-	play(t, cfg)
+	play(t, on(t, "sqlite", setup(t, 1000)))
 }
 
 // The PostgreSQL drop runs checkout and the payment's writes through
@@ -76,31 +98,12 @@ func TestPlainDropSQLite(t *testing.T) {
 // its take all share commits with other buyers' writes.
 func TestPlainDropPostgres(t *testing.T) {
 	t.Parallel()
-	play(t, postgres(t, setup(t, 1000)))
-}
-
-// postgres points cfg at the test server.
-func postgres(t *testing.T, cfg Config) Config {
-	t.Helper()
-	testenv.Postgres(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a server
-	cfg.Store = "postgres"
-	cfg.PostgresDSN = testenv.PostgresDSN()
-	cfg.MaxDBConns = 8 // other packages' tests share the server's 100 connections
-	return cfg
+	play(t, on(t, "postgres", setup(t, 1000)))
 }
 
 func TestPlainDropRedis(t *testing.T) {
 	t.Parallel()
-	play(t, redisServer(t, setup(t, 1000)))
-}
-
-// redisServer points cfg at the test server.
-func redisServer(t *testing.T, cfg Config) Config {
-	t.Helper()
-	testenv.Redis(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a server
-	cfg.Store = "redis"
-	cfg.RedisURL = testenv.RedisURL()
-	return cfg
+	play(t, on(t, "redis", setup(t, 1000)))
 }
 
 func TestChaosDrop(t *testing.T) {
@@ -110,23 +113,21 @@ func TestChaosDrop(t *testing.T) {
 
 func TestChaosDropSQLite(t *testing.T) {
 	t.Parallel()
-	cfg := setup(t, 1000)
-	cfg.Store = "sqlite"
-	chaos(t, cfg)
+	chaos(t, on(t, "sqlite", setup(t, 1000)))
 }
 
 // The chaos drop on Redis: the store cut lands on scripts that paymux's
 // store sends at most once.
 func TestChaosDropRedis(t *testing.T) {
 	t.Parallel()
-	chaos(t, redisServer(t, setup(t, 1000)))
+	chaos(t, on(t, "redis", setup(t, 1000)))
 }
 
 // The chaos drop on PostgreSQL: the store cut lands on statements waiting
 // in, or sent in, shared-commit pipelines.
 func TestChaosDropPostgres(t *testing.T) {
 	t.Parallel()
-	chaos(t, postgres(t, setup(t, 1000)))
+	chaos(t, on(t, "postgres", setup(t, 1000)))
 }
 
 func chaos(t *testing.T, cfg Config) {
@@ -174,21 +175,12 @@ func TestArrivals(t *testing.T) {
 // drop checks that both keep the three zeros.
 func TestPlainDropRedisCluster(t *testing.T) {
 	t.Parallel()
-	testenv.RedisCluster(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1, without a cluster
-	addrs := testenv.RedisClusterAddrs()
-	cfg := setup(t, 1000)
-	cfg.Store = "redis-cluster"
-	cfg.RedisURL = "redis://" + addrs[0] + "?" + url.Values{"addr": addrs[1:]}.Encode()
-	play(t, cfg)
+	play(t, on(t, "redis-cluster", setup(t, 1000)))
 }
 
 // On Sentinel the platform's paymux store waits for a replica on every
 // write (MinReplicas 1): the drop checks that the three zeros hold with it.
 func TestPlainDropRedisSentinel(t *testing.T) {
 	t.Parallel()
-	testenv.RedisSentinel(t) // skips, or fails under PAYMUX_REQUIRE_SERVICES=1; no failover until the test ends
-	cfg := setup(t, 1000)
-	cfg.Store = "redis-sentinel"
-	cfg.RedisURL = testenv.RedisSentinelURL()
-	play(t, cfg)
+	play(t, on(t, "redis-sentinel", setup(t, 1000)))
 }
