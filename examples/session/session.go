@@ -387,7 +387,7 @@ var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password-"+ran
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, u User, family string) error {
 	refresh := randomToken()
 	t := RefreshToken{Hash: hashToken(refresh), UserID: u.ID, Family: family, ExpiresAt: s.cfg.Clock().Add(s.cfg.RefreshTTL)}
-	if err := s.cfg.Store.InsertRefresh(r.Context(), t); err != nil {
+	if _, err := s.cfg.Store.EnsureRefresh(r.Context(), t); err != nil {
 		return err
 	}
 	return s.issueAccess(w, r, u, family, refresh, t.ExpiresAt)

@@ -291,7 +291,7 @@ func TestConsumeRefreshRaceHasOneWinner(t *testing.T) {
 			st := mk(t)
 			ctx := context.Background()
 			tok := session.RefreshToken{Hash: "h-" + name, UserID: "u", Family: "f", ExpiresAt: time.Now().Add(time.Hour)}
-			if err := st.InsertRefresh(ctx, tok); err != nil {
+			if _, err := st.EnsureRefresh(ctx, tok); err != nil {
 				t.Fatal(err)
 			}
 			var wins, reused atomic.Int32

@@ -55,7 +55,6 @@ type Store interface {
 	// BumpEpoch revokes every access token of the user.
 	BumpEpoch(ctx context.Context, userID string) error
 
-	InsertRefresh(ctx context.Context, t RefreshToken) error
 	// EnsureRefresh stores t unless a token with t.Hash exists, and returns
 	// the stored token: t, or the existing one unchanged. Sending it twice
 	// stores t once, so it is safe to retry after a lost reply.

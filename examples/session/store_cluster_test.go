@@ -39,7 +39,7 @@ func TestRedisClusterRevokesTokensOnEveryMaster(t *testing.T) {
 	for i := range n {
 		for _, fam := range []string{"fam-a", "fam-b"} {
 			h := fmt.Sprintf("%s-%d", fam, i)
-			if err := st.InsertRefresh(ctx, session.RefreshToken{Hash: h, UserID: "u1", Family: fam, ExpiresAt: exp}); err != nil {
+			if _, err := st.EnsureRefresh(ctx, session.RefreshToken{Hash: h, UserID: "u1", Family: fam, ExpiresAt: exp}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := rdb.MasterForKey(ctx, prefix+"refresh:"+h)

@@ -64,13 +64,6 @@ func (m *MemoryStore) BumpEpoch(_ context.Context, userID string) error {
 	return nil
 }
 
-func (m *MemoryStore) InsertRefresh(_ context.Context, t RefreshToken) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.refresh[t.Hash] = t
-	return nil
-}
-
 func (m *MemoryStore) ConsumeRefresh(_ context.Context, hash string, now time.Time) (RefreshToken, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -91,22 +91,6 @@ func (s *RedisStore) BumpEpoch(ctx context.Context, userID string) error {
 	return s.rdb.HIncrBy(ctx, s.userKey(userID), "epoch", 1).Err()
 }
 
-func (s *RedisStore) InsertRefresh(ctx context.Context, t RefreshToken) error {
-	ttl := time.Until(t.ExpiresAt)
-	if ttl <= 0 {
-		ttl = time.Second
-	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.refreshKey(t.Hash), "user", t.UserID, "family", t.Family, "exp", t.ExpiresAt.UnixMilli(), "used", 0, "revoked", 0)
-		p.PExpire(ctx, s.refreshKey(t.Hash), ttl)
-		p.SAdd(ctx, s.familyKey(t.Family), t.Hash)
-		p.PExpire(ctx, s.familyKey(t.Family), ttl+time.Hour)
-		p.SAdd(ctx, s.userTokensKey(t.UserID), t.Hash)
-		return nil
-	})
-	return err
-}
-
 // consumeScript marks a token used at ARGV[1] if it is live and unused, in
 // one step. Returns {status, user, family, exp, used_at}: status 0 ok, 1
 // reused, 2 dead.

@@ -100,12 +100,6 @@ func (s *SQLStore) BumpEpoch(ctx context.Context, userID string) error {
 	return err
 }
 
-func (s *SQLStore) InsertRefresh(ctx context.Context, t RefreshToken) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO {p}refresh_tokens (hash, user_id, family, expires_at, used, revoked) VALUES (?, ?, ?, ?, 0, 0)`),
-		t.Hash, t.UserID, t.Family, t.ExpiresAt.UnixMilli())
-	return err
-}
-
 func (s *SQLStore) EnsureRefresh(ctx context.Context, t RefreshToken) (RefreshToken, error) {
 	pre, suf := s.d.InsertIgnore()
 	if _, err := s.db.ExecContext(ctx, s.q(pre+` {p}refresh_tokens (hash, user_id, family, expires_at, used, revoked, used_at) VALUES (?, ?, ?, ?, 0, 0, 0)`+suf),
