@@ -44,58 +44,53 @@ func caught(t *testing.T, b *bundle, c *client, copy string) {
 }
 
 func TestRefreshRetryAfterALostAnswer(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			st := mk(t)
-			clock := testclock.New(time.Now())
-			b := setup(t, st, session.Config{Clock: clock.Now, LoginBurst: 100})
+	eachStore(t, func(t *testing.T, _ string, st session.Store) {
+		clock := testclock.New(time.Now())
+		b := setup(t, st, session.Config{Clock: clock.Now, LoginBurst: 100})
 
-			t.Run("a retry gets the same successor and the login lives on", func(t *testing.T) {
-				c, old, fresh := rotated(t, b)
-				// The answer never reached the client: it sends old again,
-				// twice, a few seconds later.
-				clock.Advance(3 * time.Second)
-				for range 2 {
-					code, got := replay(t, b, old)
-					if code != 200 || got != fresh {
-						t.Fatalf("retry: %d, successor %q, want 200 and %q", code, got, fresh)
-					}
+		t.Run("a retry gets the same successor and the login lives on", func(t *testing.T) {
+			c, old, fresh := rotated(t, b)
+			// The answer never reached the client: it sends old again,
+			// twice, a few seconds later.
+			clock.Advance(3 * time.Second)
+			for range 2 {
+				code, got := replay(t, b, old)
+				if code != 200 || got != fresh {
+					t.Fatalf("retry: %d, successor %q, want 200 and %q", code, got, fresh)
 				}
-				if code := c.refresh(); code != 200 {
-					t.Fatalf("the login was revoked by a retry: %d", code)
-				}
-				if code, _ := c.do("GET", "/api/session/me", "", false); code != 200 {
-					t.Fatalf("me after the retries: %d", code)
-				}
-			})
-
-			t.Run("a copy replayed in the window is caught once its successor is used", func(t *testing.T) {
-				victim, old, _ := rotated(t, b)
-				// The thief replays old at once and gets the successor the
-				// victim holds, never a token of its own.
-				code, stolen := replay(t, b, old)
-				if code != 200 || stolen != victim.cookie(session.RefreshCookie) {
-					t.Fatalf("replay in the window: %d, got a token of its own: %v", code, stolen != victim.cookie(session.RefreshCookie))
-				}
-				// The victim refreshes twice: the successor of the stolen
-				// token is now used, so the stolen token can only be a copy.
-				for range 2 {
-					if code := victim.refresh(); code != 200 {
-						t.Fatalf("victim's refresh: %d", code)
-					}
-				}
-				caught(t, b, victim, stolen)
-			})
-
-			t.Run("a reuse after the window revokes the login", func(t *testing.T) {
-				c, old, _ := rotated(t, b)
-				clock.Advance(31 * time.Second)
-				caught(t, b, c, old)
-			})
+			}
+			if code := c.refresh(); code != 200 {
+				t.Fatalf("the login was revoked by a retry: %d", code)
+			}
+			if code, _ := c.do("GET", "/api/session/me", "", false); code != 200 {
+				t.Fatalf("me after the retries: %d", code)
+			}
 		})
-	}
+
+		t.Run("a copy replayed in the window is caught once its successor is used", func(t *testing.T) {
+			victim, old, _ := rotated(t, b)
+			// The thief replays old at once and gets the successor the
+			// victim holds, never a token of its own.
+			code, stolen := replay(t, b, old)
+			if code != 200 || stolen != victim.cookie(session.RefreshCookie) {
+				t.Fatalf("replay in the window: %d, got a token of its own: %v", code, stolen != victim.cookie(session.RefreshCookie))
+			}
+			// The victim refreshes twice: the successor of the stolen
+			// token is now used, so the stolen token can only be a copy.
+			for range 2 {
+				if code := victim.refresh(); code != 200 {
+					t.Fatalf("victim's refresh: %d", code)
+				}
+			}
+			caught(t, b, victim, stolen)
+		})
+
+		t.Run("a reuse after the window revokes the login", func(t *testing.T) {
+			c, old, _ := rotated(t, b)
+			clock.Advance(31 * time.Second)
+			caught(t, b, c, old)
+		})
+	})
 }
 
 func TestRefreshRetryWindowOff(t *testing.T) {
@@ -177,40 +172,35 @@ func TestRefreshSurvivesAStoreFailure(t *testing.T) {
 // EnsureRefresh stores a token once and never changes a stored one; a
 // reused token comes back with the time it was spent.
 func TestEnsureRefreshKeepsTheStoredToken(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			st := mk(t)
-			ctx := context.Background()
-			now := time.UnixMilli(time.Now().UnixMilli())
-			tok := session.RefreshToken{Hash: "e-" + name, UserID: "u1", Family: "f1", ExpiresAt: now.Add(time.Hour)}
-			got, err := st.EnsureRefresh(ctx, tok)
-			if err != nil || got.Used || got.Revoked || got.UserID != "u1" || got.Family != "f1" || !got.ExpiresAt.Equal(tok.ExpiresAt) {
-				t.Fatalf("first ensure: %+v, %v", got, err)
-			}
-			if _, err := st.ConsumeRefresh(ctx, tok.Hash, now); err != nil {
-				t.Fatal(err)
-			}
-			again := tok
-			again.UserID, again.ExpiresAt = "someone-else", now.Add(2*time.Hour)
-			got, err = st.EnsureRefresh(ctx, again)
-			if err != nil || !got.Used || got.UserID != "u1" || !got.ExpiresAt.Equal(tok.ExpiresAt) {
-				t.Fatalf("ensure of a stored token changed or hid it: %+v, %v", got, err)
-			}
-			later := now.Add(5 * time.Second)
-			got, err = st.ConsumeRefresh(ctx, tok.Hash, later)
-			if !errors.Is(err, session.ErrRefreshReused) || !got.UsedAt.Equal(now) || got.Family != "f1" {
-				t.Fatalf("reuse: %+v, %v; want ErrRefreshReused spent at %v", got, err, now)
-			}
-			if err := st.RevokeFamily(ctx, "f1"); err != nil {
-				t.Fatal(err)
-			}
-			if got, err = st.EnsureRefresh(ctx, tok); err != nil || !got.Revoked {
-				t.Fatalf("ensure after revocation: %+v, %v", got, err)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, name string, st session.Store) {
+		ctx := context.Background()
+		now := time.UnixMilli(time.Now().UnixMilli())
+		tok := session.RefreshToken{Hash: "e-" + name, UserID: "u1", Family: "f1", ExpiresAt: now.Add(time.Hour)}
+		got, err := st.EnsureRefresh(ctx, tok)
+		if err != nil || got.Used || got.Revoked || got.UserID != "u1" || got.Family != "f1" || !got.ExpiresAt.Equal(tok.ExpiresAt) {
+			t.Fatalf("first ensure: %+v, %v", got, err)
+		}
+		if _, err := st.ConsumeRefresh(ctx, tok.Hash, now); err != nil {
+			t.Fatal(err)
+		}
+		again := tok
+		again.UserID, again.ExpiresAt = "someone-else", now.Add(2*time.Hour)
+		got, err = st.EnsureRefresh(ctx, again)
+		if err != nil || !got.Used || got.UserID != "u1" || !got.ExpiresAt.Equal(tok.ExpiresAt) {
+			t.Fatalf("ensure of a stored token changed or hid it: %+v, %v", got, err)
+		}
+		later := now.Add(5 * time.Second)
+		got, err = st.ConsumeRefresh(ctx, tok.Hash, later)
+		if !errors.Is(err, session.ErrRefreshReused) || !got.UsedAt.Equal(now) || got.Family != "f1" {
+			t.Fatalf("reuse: %+v, %v; want ErrRefreshReused spent at %v", got, err, now)
+		}
+		if err := st.RevokeFamily(ctx, "f1"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err = st.EnsureRefresh(ctx, tok); err != nil || !got.Revoked {
+			t.Fatalf("ensure after revocation: %+v, %v", got, err)
+		}
+	})
 }
 
 // Migrate adds used_at to a refresh-token table made before it existed,
@@ -267,52 +257,43 @@ func (r revokedMeanwhile) EnsureRefresh(ctx context.Context, t session.RefreshTo
 // A family revoked while a refresh is under way does not live on in the
 // refresh's successor.
 func TestRefreshRacingARevocationIsRefused(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			st := mk(t)
-			plain := setup(t, st, session.Config{LoginBurst: 100})
-			c := newClient(t, plain)
-			c.login()
-			racing := setup(t, revokedMeanwhile{st}, session.Config{LoginBurst: 100})
-			spent := c.cookie(session.RefreshCookie)
-			if code, successor := replay(t, racing, spent); code != 401 || successor != "" {
-				t.Fatalf("refresh during a revocation: %d with a refresh token %v, want 401 and none", code, successor != "")
-			}
-			if code, _ := replay(t, plain, spent); code != 401 {
-				t.Fatalf("a retry after the revocation: %d, want 401", code)
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, _ string, st session.Store) {
+		plain := setup(t, st, session.Config{LoginBurst: 100})
+		c := newClient(t, plain)
+		c.login()
+		racing := setup(t, revokedMeanwhile{st}, session.Config{LoginBurst: 100})
+		spent := c.cookie(session.RefreshCookie)
+		if code, successor := replay(t, racing, spent); code != 401 || successor != "" {
+			t.Fatalf("refresh during a revocation: %d with a refresh token %v, want 401 and none", code, successor != "")
+		}
+		if code, _ := replay(t, plain, spent); code != 401 {
+			t.Fatalf("a retry after the revocation: %d, want 401", code)
+		}
+	})
 }
 
 // Tabs of one browser that refresh at the same moment send the same token:
 // they all get the same successor, and the login lives on.
 func TestConcurrentRefreshesShareTheSuccessor(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, mk(t), session.Config{LoginBurst: 100})
-			c := newClient(t, b)
-			c.login()
-			spent := c.cookie(session.RefreshCookie)
-			const tabs = 4
-			codes, got := make([]int, tabs), make([]string, tabs)
-			var wg sync.WaitGroup
-			for i := range tabs {
-				wg.Go(func() { codes[i], got[i] = replay(t, b, spent) })
+	eachStore(t, func(t *testing.T, _ string, st session.Store) {
+		b := setup(t, st, session.Config{LoginBurst: 100})
+		c := newClient(t, b)
+		c.login()
+		spent := c.cookie(session.RefreshCookie)
+		const tabs = 4
+		codes, got := make([]int, tabs), make([]string, tabs)
+		var wg sync.WaitGroup
+		for i := range tabs {
+			wg.Go(func() { codes[i], got[i] = replay(t, b, spent) })
+		}
+		wg.Wait()
+		for i := range tabs {
+			if codes[i] != 200 || got[i] != got[0] || got[i] == "" {
+				t.Fatalf("tab %d: %d with successor %q; tab 0 got %q", i, codes[i], got[i], got[0])
 			}
-			wg.Wait()
-			for i := range tabs {
-				if codes[i] != 200 || got[i] != got[0] || got[i] == "" {
-					t.Fatalf("tab %d: %d with successor %q; tab 0 got %q", i, codes[i], got[i], got[0])
-				}
-			}
-			if code, _ := replay(t, b, got[0]); code != 200 {
-				t.Fatalf("the shared successor: %d", code)
-			}
-		})
-	}
+		}
+		if code, _ := replay(t, b, got[0]); code != 200 {
+			t.Fatalf("the shared successor: %d", code)
+		}
+	})
 }

@@ -48,6 +48,17 @@ func stores(t *testing.T) map[string]func(t *testing.T) session.Store {
 	}
 }
 
+// eachStore runs test on a fresh store of every kind, in parallel.
+func eachStore(t *testing.T, test func(t *testing.T, name string, st session.Store)) {
+	t.Parallel()
+	for name, mk := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, name, mk(t))
+		})
+	}
+}
+
 func sqlStore(t *testing.T, db *sql.DB, d sqlutil.Dialect) session.Store {
 	t.Helper()
 	s := session.NewSQLStore(db, d, testenv.Prefix("s"))
@@ -151,71 +162,66 @@ func (c *client) login() {
 }
 
 func TestSessionFlows(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			st := mk(t)
-			t.Run("login, me, wrong password", func(t *testing.T) {
-				b := setup(t, st, session.Config{})
-				c := newClient(t, b)
-				c.do("GET", "/api/session/csrf", "", false)
-				if code, _ := c.do("POST", "/api/session/login", `{"email":"ana@example.com","password":"nope"}`, true); code != 401 {
-					t.Fatalf("wrong password: %d", code)
-				}
-				c.login()
-				if code, out := c.do("GET", "/api/session/me", "", false); code != 200 || !strings.Contains(toJSON(out), "ana@example.com") {
-					t.Fatalf("me: %d %v", code, out)
-				}
-			})
-			t.Run("refresh rotates and reuse revokes the family", func(t *testing.T) {
-				b := setup(t, st, session.Config{})
-				c, old, _ := rotated(t, b)
-				// The victim refreshes again: old's successor is now used,
-				// so old can no longer be a lost answer's retry.
-				if code := c.refresh(); code != 200 {
-					t.Fatalf("second refresh: %d", code)
-				}
-				// An attacker replays the spent token.
-				caught(t, b, c, old)
-			})
-			t.Run("logout-all kills access tokens", func(t *testing.T) {
-				b := setup(t, st, session.Config{})
-				c1, c2 := newClient(t, b), newClient(t, b)
-				c1.login()
-				c2.login()
-				if code, _ := c1.do("POST", "/api/session/logout-all", "", true); code != 200 {
-					t.Fatalf("logout-all: %d", code)
-				}
-				time.Sleep(2100 * time.Millisecond) // the epoch cache lives 2 s
-				if code, _ := c2.do("GET", "/api/session/me", "", false); code != 401 {
-					t.Fatalf("other device still signed in: %d", code)
-				}
-				if code := c2.refresh(); code != 401 {
-					t.Fatalf("other device could refresh: %d", code)
-				}
-			})
-			t.Run("anonymous cart merges on login", func(t *testing.T) {
-				b := setup(t, st, session.Config{})
-				c := newClient(t, b)
-				c.do("GET", "/api/session/csrf", "", false)
-				if code, out := c.do("POST", "/api/cart/items", `{"product_id":"sneaker-nova","quantity":2}`, true); code != 200 {
-					t.Fatalf("add: %d %v", code, out)
-				}
-				c.login()
-				code, out := c.do("GET", "/api/cart", "", false)
-				if code != 200 || !strings.Contains(toJSON(out), `"sneaker-nova"`) {
-					t.Fatalf("cart after login: %d %v", code, out)
-				}
-				// A new device sees the saved cart.
-				c2 := newClient(t, b)
-				c2.login()
-				if _, out := c2.do("GET", "/api/cart", "", false); !strings.Contains(toJSON(out), `"quantity":2`) {
-					t.Fatalf("saved cart: %v", out)
-				}
-			})
+	eachStore(t, func(t *testing.T, _ string, st session.Store) {
+		t.Run("login, me, wrong password", func(t *testing.T) {
+			b := setup(t, st, session.Config{})
+			c := newClient(t, b)
+			c.do("GET", "/api/session/csrf", "", false)
+			if code, _ := c.do("POST", "/api/session/login", `{"email":"ana@example.com","password":"nope"}`, true); code != 401 {
+				t.Fatalf("wrong password: %d", code)
+			}
+			c.login()
+			if code, out := c.do("GET", "/api/session/me", "", false); code != 200 || !strings.Contains(toJSON(out), "ana@example.com") {
+				t.Fatalf("me: %d %v", code, out)
+			}
 		})
-	}
+		t.Run("refresh rotates and reuse revokes the family", func(t *testing.T) {
+			b := setup(t, st, session.Config{})
+			c, old, _ := rotated(t, b)
+			// The victim refreshes again: old's successor is now used,
+			// so old can no longer be a lost answer's retry.
+			if code := c.refresh(); code != 200 {
+				t.Fatalf("second refresh: %d", code)
+			}
+			// An attacker replays the spent token.
+			caught(t, b, c, old)
+		})
+		t.Run("logout-all kills access tokens", func(t *testing.T) {
+			b := setup(t, st, session.Config{})
+			c1, c2 := newClient(t, b), newClient(t, b)
+			c1.login()
+			c2.login()
+			if code, _ := c1.do("POST", "/api/session/logout-all", "", true); code != 200 {
+				t.Fatalf("logout-all: %d", code)
+			}
+			time.Sleep(2100 * time.Millisecond) // the epoch cache lives 2 s
+			if code, _ := c2.do("GET", "/api/session/me", "", false); code != 401 {
+				t.Fatalf("other device still signed in: %d", code)
+			}
+			if code := c2.refresh(); code != 401 {
+				t.Fatalf("other device could refresh: %d", code)
+			}
+		})
+		t.Run("anonymous cart merges on login", func(t *testing.T) {
+			b := setup(t, st, session.Config{})
+			c := newClient(t, b)
+			c.do("GET", "/api/session/csrf", "", false)
+			if code, out := c.do("POST", "/api/cart/items", `{"product_id":"sneaker-nova","quantity":2}`, true); code != 200 {
+				t.Fatalf("add: %d %v", code, out)
+			}
+			c.login()
+			code, out := c.do("GET", "/api/cart", "", false)
+			if code != 200 || !strings.Contains(toJSON(out), `"sneaker-nova"`) {
+				t.Fatalf("cart after login: %d %v", code, out)
+			}
+			// A new device sees the saved cart.
+			c2 := newClient(t, b)
+			c2.login()
+			if _, out := c2.do("GET", "/api/cart", "", false); !strings.Contains(toJSON(out), `"quantity":2`) {
+				t.Fatalf("saved cart: %v", out)
+			}
+		})
+	})
 }
 
 func TestCSRFRequiredOnCookieWrites(t *testing.T) {
@@ -284,39 +290,34 @@ func TestCookiesAreHttpOnlyLaxAndSecureOutsideLocalDev(t *testing.T) {
 }
 
 func TestConsumeRefreshRaceHasOneWinner(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			st := mk(t)
-			ctx := context.Background()
-			tok := session.RefreshToken{Hash: "h-" + name, UserID: "u", Family: "f", ExpiresAt: time.Now().Add(time.Hour)}
-			if _, err := st.EnsureRefresh(ctx, tok); err != nil {
-				t.Fatal(err)
-			}
-			var wins, reused atomic.Int32
-			var wg sync.WaitGroup
-			for i := 0; i < 16; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, err := st.ConsumeRefresh(ctx, tok.Hash, time.Now())
-					switch {
-					case err == nil:
-						wins.Add(1)
-					case errors.Is(err, session.ErrRefreshReused):
-						reused.Add(1)
-					default:
-						t.Error(err)
-					}
-				}()
-			}
-			wg.Wait()
-			if wins.Load() != 1 || reused.Load() != 15 {
-				t.Fatalf("wins=%d reused=%d", wins.Load(), reused.Load())
-			}
-		})
-	}
+	eachStore(t, func(t *testing.T, name string, st session.Store) {
+		ctx := context.Background()
+		tok := session.RefreshToken{Hash: "h-" + name, UserID: "u", Family: "f", ExpiresAt: time.Now().Add(time.Hour)}
+		if _, err := st.EnsureRefresh(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		var wins, reused atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := st.ConsumeRefresh(ctx, tok.Hash, time.Now())
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, session.ErrRefreshReused):
+					reused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || reused.Load() != 15 {
+			t.Fatalf("wins=%d reused=%d", wins.Load(), reused.Load())
+		}
+	})
 }
 
 func toJSON(v any) string {
@@ -325,34 +326,30 @@ func toJSON(v any) string {
 }
 
 func TestLogoutEndsTheAccessToken(t *testing.T) {
-	t.Parallel()
-	for name, mk := range stores(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			b := setup(t, mk(t), session.Config{})
-			c := newClient(t, b)
-			c.login()
-			u, _ := url.Parse(b.srv.URL)
-			var access string
-			for _, ck := range c.http.Jar.Cookies(u) {
-				if ck.Name == session.AccessCookie {
-					access = ck.Value
-				}
+	eachStore(t, func(t *testing.T, _ string, st session.Store) {
+		b := setup(t, st, session.Config{})
+		c := newClient(t, b)
+		c.login()
+		u, _ := url.Parse(b.srv.URL)
+		var access string
+		for _, ck := range c.http.Jar.Cookies(u) {
+			if ck.Name == session.AccessCookie {
+				access = ck.Value
 			}
-			if code, _ := c.do("POST", "/api/session/logout", "", true); code != 200 {
-				t.Fatalf("logout: %d", code)
-			}
-			// A client that kept the access token after logout is refused.
-			req, _ := http.NewRequest("GET", b.srv.URL+"/api/session/me", nil)
-			req.Header.Set("Authorization", "Bearer "+access)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 401 {
-				t.Fatalf("access token still accepted after logout: %d", resp.StatusCode)
-			}
-		})
-	}
+		}
+		if code, _ := c.do("POST", "/api/session/logout", "", true); code != 200 {
+			t.Fatalf("logout: %d", code)
+		}
+		// A client that kept the access token after logout is refused.
+		req, _ := http.NewRequest("GET", b.srv.URL+"/api/session/me", nil)
+		req.Header.Set("Authorization", "Bearer "+access)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("access token still accepted after logout: %d", resp.StatusCode)
+		}
+	})
 }
