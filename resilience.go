@@ -15,7 +15,13 @@ import (
 // BreakerSettings configures the circuit breaker paymux keeps per provider.
 // The zero value of each field means its default.
 type BreakerSettings struct {
-	// ConsecutiveFailures trips the breaker (default 5).
+	// ConsecutiveFailures trips the breaker (default 5). Under concurrent
+	// load partial failures come in runs: when one call in five fails, a
+	// run of five comes about once in 4,000 calls, and an open breaker then
+	// refuses the four calls in five that would have succeeded. For a
+	// provider that takes hundreds of calls a second, set it higher (the
+	// reference platform uses 20) and let FailureRatio catch a provider
+	// that fails most of its calls.
 	ConsecutiveFailures uint32
 	// FailureRatio trips the breaker when at least MinRequests calls in the
 	// rolling Window failed at this ratio (default 0: off).

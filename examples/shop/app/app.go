@@ -156,6 +156,26 @@ func envOr(v, def string) string {
 	return def
 }
 
+// Breaker is the platform's circuit breaker for each provider.
+//
+// A drop sends a provider hundreds of calls a second, from many workers at
+// once. At that rate a burst in which one call in five fails yields runs of
+// five failures in a row every few thousand calls: with paymux's default of
+// five consecutive failures, one such burst during a full-scale chaos drop
+// opened the fallback provider's breaker while the primary was down, and no
+// payment went through for the 10 s it stayed open, though four calls in
+// five would have succeeded. Twenty in a row never happen by chance at that
+// rate, and a provider that is down fails twenty calls within tens of
+// milliseconds. A provider that fails half its calls over 10 s or more is
+// cut off too, by the failure ratio.
+var Breaker = paymux.BreakerSettings{
+	ConsecutiveFailures: 20,
+	FailureRatio:        0.5,
+	MinRequests:         50,
+	Window:              10 * time.Second,
+	OpenTimeout:         10 * time.Second,
+}
+
 // New builds the platform: it connects to the stores, migrates them, seeds
 // products and users, and wires the handler. Call Start, then Shutdown.
 func New(ctx context.Context, cfg Config) (*App, error) {
@@ -210,7 +230,7 @@ func New(ctx context.Context, cfg Config) (*App, error) {
 	}
 	orch, err := paymux.New(paymux.Config{
 		Providers: providers, Store: a.Store, Routes: routes, Logger: cfg.Logger, Observer: a.Stats,
-		Breaker: paymux.BreakerSettings{ConsecutiveFailures: 5, OpenTimeout: 10 * time.Second},
+		Breaker: Breaker,
 		Retry:   paymux.RetrySettings{InitialInterval: 20 * time.Millisecond, MaxInterval: 200 * time.Millisecond},
 		// A store cut mid-flight must not strand claims for minutes.
 		ClaimLease:  30 * time.Second,

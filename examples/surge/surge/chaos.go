@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paymux/paymux/examples/shop/app"
 	"github.com/paymux/paymux/providers/providertest"
 	"github.com/paymux/paymux/providers/sim"
 )
@@ -27,6 +28,7 @@ type ChaosReport struct {
 }
 
 type chaosRun struct {
+	app    *app.App
 	mu     sync.Mutex
 	rep    ChaosReport
 	open   time.Time
@@ -53,7 +55,7 @@ func (r *runner) startChaos(ctx context.Context, open time.Time) *chaosRun {
 	a := r.t.app
 	scale := r.cfg.ChaosScale
 	w := r.cfg.Window
-	c := &chaosRun{open: open, rep: ChaosReport{Scale: scale, BreakerOpenAfter: -1}}
+	c := &chaosRun{app: a, open: open, rep: ChaosReport{Scale: scale, BreakerOpenAfter: -1}}
 	ctx, c.cancel = context.WithCancel(ctx)
 	var primary *sim.Provider
 	for _, s := range a.Sims {
@@ -105,36 +107,15 @@ func (r *runner) startChaos(ctx context.Context, open time.Time) *chaosRun {
 	a.WebhookChaos.Store(true)
 	all(func(p *providertest.FaultPlan) { p.TimeoutAfterCommitRate = 0.01 })
 
+	c.watchBreakers(ctx)
 	if primary != nil {
 		outage := scaled(30 * time.Second)
 		at(0.10, fmt.Sprintf("sim-a down for %s", outage.Round(time.Millisecond)), func() {
-			start := time.Now()
 			primary.Faults().Update(func(p *providertest.FaultPlan) { p.Outage = true })
 			c.mu.Lock()
-			c.rep.OutageAt = start.Sub(open)
+			c.rep.OutageAt = time.Since(open)
 			c.mu.Unlock()
-			// Watch the breaker while the outage lasts.
-			watch, stopWatch := context.WithCancel(ctx)
-			go func() {
-				tk := time.NewTicker(2 * time.Millisecond)
-				defer tk.Stop()
-				for {
-					if a.Orch.BreakerState("sim-a") == "open" {
-						c.mu.Lock()
-						c.rep.BreakerOpenAfter = time.Since(start)
-						c.mu.Unlock()
-						c.event("sim-a breaker open")
-						return
-					}
-					select {
-					case <-tk.C:
-					case <-watch.Done():
-						return
-					}
-				}
-			}()
 			after(outage, "sim-a back", func() {
-				stopWatch()
 				primary.Faults().Update(func(p *providertest.FaultPlan) { p.Outage = false })
 			})
 		})
@@ -166,6 +147,44 @@ func (r *runner) startChaos(ctx context.Context, open time.Time) *chaosRun {
 		all(func(p *providertest.FaultPlan) { p.TimeoutAfterCommitRate = 0 })
 	})
 	return c
+}
+
+// watchBreakers puts every change of a sim's breaker in the timeline, so
+// that a stall in the plot can be read against the breakers, and records
+// how long sim-a's took to open once its outage began. The breakers are
+// polled every 2 ms: the orchestrator reports state changes only to its log.
+func (c *chaosRun) watchBreakers(ctx context.Context) {
+	a := c.app
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		last := make([]string, len(a.Sims))
+		for i, s := range a.Sims {
+			last[i] = a.Orch.BreakerState(s.Name())
+		}
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-tk.C:
+			case <-ctx.Done():
+				return
+			}
+			for i, s := range a.Sims {
+				st := a.Orch.BreakerState(s.Name())
+				if st == last[i] {
+					continue
+				}
+				last[i] = st
+				c.mu.Lock()
+				if s.Name() == "sim-a" && st == "open" && c.rep.OutageAt > 0 && c.rep.BreakerOpenAfter < 0 {
+					c.rep.BreakerOpenAfter = time.Since(c.open) - c.rep.OutageAt
+				}
+				c.mu.Unlock()
+				c.event(s.Name() + " breaker " + st)
+			}
+		}
+	}()
 }
 
 func (c *chaosRun) event(label string) {

@@ -82,10 +82,26 @@ func writePlot(path string, rep *Report, results []result, open time.Time) error
 	}
 	// Chaos events.
 	if rep.Chaos != nil {
-		for i, e := range rep.Chaos.Events {
+		// Each label goes on the first row where it clears the one before
+		// it, or else on the row that frees up first; a label is about 5.6
+		// px a character at font-size 10.
+		const rows = 10
+		var freeAt [rows]float64
+		for _, e := range rep.Chaos.Events {
 			ex := x(e.At.Seconds())
+			row := 0
+			for r := range freeAt {
+				if freeAt[r] <= ex {
+					row = r
+					break
+				}
+				if freeAt[r] < freeAt[row] {
+					row = r
+				}
+			}
+			freeAt[row] = ex + 3 + 5.6*float64(len(e.Label)) + 6
 			fmt.Fprintf(&out, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#c33" stroke-dasharray="3,3"/><text x="%.1f" y="%d" fill="#c33" font-size="10">%s</text>`+"\n",
-				ex, ex, top, H-24, ex+3, top+12+12*(i%8), html.EscapeString(e.Label))
+				ex, ex, top, H-24, ex+3, top+12+12*row, html.EscapeString(e.Label))
 		}
 	}
 	// Latency lines.
