@@ -5,11 +5,14 @@
 //	go run ./examples/surge                          # 50,000 orders, memory store
 //	go run ./examples/surge -store sqlite -n 50000 -plot /tmp/surge.svg
 //	go run ./examples/surge -chaos -n 20000 -window 20s
+//	go run ./examples/surge -chaos -window 60s       # chaos at full length: 30 s outage, 5 s store cut
 //	go run ./examples/surge -url http://127.0.0.1:8080 -n 2000   # a running shop (started with -dev)
 //
 // The shop runs in process by default; with -url it drives a running shop,
 // and then chaos and the per-order charge count (which read the sims) are
-// not available. The exit status is 1 when an invariant broke.
+// not available. Chaos durations scale with -window (window / 60 s, from
+// 0.1 to 1; -chaos-scale sets it), so that a short drop sees every fault
+// begin and end. The exit status is 1 when an invariant broke.
 package main
 
 import (
