@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paymux/paymux"
 	"github.com/paymux/paymux/examples/shop/app"
 )
 
@@ -72,7 +73,10 @@ type Report struct {
 	Fallbacks      int // payments settled on a provider reached by failover
 	PaidOnFallback int // paid orders on sim-b (the default route's fallback)
 	Providers      []app.ProviderView
-	Chaos          *ChaosReport
+	// Reconciled is what the shop's reconciler did: payments whose outcome
+	// was unknown (or still pending) settled by asking their provider.
+	Reconciled *paymux.ReconcileReport
+	Chaos      *ChaosReport
 
 	SignedIn, DoubleClicks, TimeoutRetries, Reconnects, SSE int
 	Retries                                                 int
@@ -222,6 +226,10 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "fallback: %d payments settled via failover (paymux observer), %d paid orders on sim-b\n", rep.Fallbacks, rep.PaidOnFallback)
 		for _, p := range rep.Providers {
 			fmt.Fprintf(w, "  %-6s breaker %-9s routed %6d settled %6d via failover %6d\n", p.Name, p.Breaker, p.Routed, p.Settled, p.FailedOver)
+		}
+		if rc := rep.Reconciled; rc != nil {
+			fmt.Fprintf(w, "reconciler: %d payments of unknown or pending outcome settled by asking their provider (%d checks), %d abandoned claims finished, %d errors\n",
+				rc.Resolved, rc.Checked, rc.Claims, rc.Errors)
 		}
 	}
 	if ch := rep.Chaos; ch != nil {

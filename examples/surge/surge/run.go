@@ -197,6 +197,8 @@ launch:
 		for _, p := range rep.Providers {
 			rep.Fallbacks += p.FailedOver
 		}
+		rec := r.t.app.Reconciled()
+		rep.Reconciled = &rec
 	}
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
