@@ -57,7 +57,7 @@ func TestBreakerRidesOutPartialFailuresAndOpensOnAnOutage(t *testing.T) {
 	}
 }
 
-// fiveXX answers the calls that fail says with a 5xx of unknown effect.
+// fiveXX answers call i with a 5xx of unknown effect when fails(i) is true.
 func fiveXX(fails func(call int) bool) func(int) providertest.FaultPlan {
 	return func(i int) providertest.FaultPlan {
 		if fails(i) {
