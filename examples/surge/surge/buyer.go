@@ -34,7 +34,8 @@ type buyerSpec struct {
 
 // result is what happened to one buyer.
 type result struct {
-	start                   time.Time
+	arrival                 time.Time // when the arrival profile brought the buyer
+	start                   time.Time // when a buyer slot was free and it started
 	end                     time.Time
 	cart, checkout, toFinal time.Duration
 	orderID                 string
@@ -45,6 +46,15 @@ type result struct {
 	product                 string
 	detail                  string
 	retries                 int
+}
+
+// arrivedAt is when the buyer arrived: its scheduled arrival, or its start
+// if it has none or started early.
+func (r *result) arrivedAt() time.Time {
+	if r.arrival.IsZero() || r.arrival.After(r.start) {
+		return r.start
+	}
+	return r.arrival
 }
 
 // orderView is the part of GET /api/orders/{id} the buyer reads.

@@ -54,6 +54,14 @@ type Report struct {
 	Checkout     Quantiles
 	ToFinal      Quantiles // from checkout's answer to a final status
 	EndToEnd     Quantiles // from the cart to a final status
+	// Queued is from a buyer's scheduled arrival until one of the
+	// Concurrency buyer slots was free and it started. A closed loop that
+	// measured only from the start would hide a stall: buyers who cannot
+	// start do not time out, they just arrive late (coordinated omission).
+	Queued Quantiles
+	// ArrivalToFinal is from the scheduled arrival to a final status:
+	// Queued plus EndToEnd, what a buyer arriving at that moment would see.
+	ArrivalToFinal Quantiles
 	// Statuses counts each buyer's outcome: a final order status, or
 	// sold_out, lost, vanished, error.
 	Statuses map[string]int
@@ -85,7 +93,7 @@ type Report struct {
 }
 
 func (rep *Report) addResults(open time.Time, results []result) {
-	var cart, checkout, toFinal, e2e []time.Duration
+	var cart, checkout, toFinal, e2e, queued, fromArrival []time.Duration
 	var last time.Time
 	for i := range results {
 		res := &results[i]
@@ -99,6 +107,7 @@ func (rep *Report) addResults(open time.Time, results []result) {
 			last = res.end
 		}
 		cart = append(cart, res.cart)
+		queued = append(queued, res.start.Sub(res.arrivedAt()))
 		if res.checkout > 0 {
 			checkout = append(checkout, res.checkout)
 		}
@@ -121,6 +130,7 @@ func (rep *Report) addResults(open time.Time, results []result) {
 			if buyerFinal(res.outcome) {
 				toFinal = append(toFinal, res.toFinal)
 				e2e = append(e2e, res.end.Sub(res.start))
+				fromArrival = append(fromArrival, res.end.Sub(res.arrivedAt()))
 			}
 			if res.provider == "sim-b" && res.outcome == "paid" {
 				rep.PaidOnFallback++
@@ -134,6 +144,7 @@ func (rep *Report) addResults(open time.Time, results []result) {
 		rep.OrdersPerSec = float64(rep.Ordered) / rep.Wall.Seconds()
 	}
 	rep.Cart, rep.Checkout, rep.ToFinal, rep.EndToEnd = quantiles(cart), quantiles(checkout), quantiles(toFinal), quantiles(e2e)
+	rep.Queued, rep.ArrivalToFinal = quantiles(queued), quantiles(fromArrival)
 }
 
 func firstLine(s string) string {
@@ -187,12 +198,13 @@ func (rep *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "webhooks: all ingested and delivered %s after the drop opened (%s after the last buyer)\n",
 			rep.EventsDrained.Round(time.Millisecond), max(0, rep.EventsDrained-rep.Wall).Round(time.Millisecond))
 	}
-	fmt.Fprintf(w, "%-12s %8s %10s %10s %10s %10s\n", "step", "n", "p50", "p95", "p99", "max")
+	fmt.Fprintf(w, "%-13s %8s %10s %10s %10s %10s\n", "step", "n", "p50", "p95", "p99", "max")
 	for _, s := range []struct {
 		name string
 		q    Quantiles
-	}{{"cart", rep.Cart}, {"checkout", rep.Checkout}, {"to-final", rep.ToFinal}, {"end-to-end", rep.EndToEnd}} {
-		fmt.Fprintf(w, "%-12s %8d %10s %10s %10s %10s\n", s.name, s.q.N, ms(s.q.P50), ms(s.q.P95), ms(s.q.P99), ms(s.q.Max))
+	}{{"cart", rep.Cart}, {"checkout", rep.Checkout}, {"to-final", rep.ToFinal}, {"end-to-end", rep.EndToEnd},
+		{"queued", rep.Queued}, {"arrival-final", rep.ArrivalToFinal}} {
+		fmt.Fprintf(w, "%-13s %8d %10s %10s %10s %10s\n", s.name, s.q.N, ms(s.q.P50), ms(s.q.P95), ms(s.q.P99), ms(s.q.Max))
 	}
 	var names []string
 	for k := range rep.Statuses {

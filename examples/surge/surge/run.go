@@ -161,7 +161,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var wg sync.WaitGroup
 launch:
 	for i, s := range specs {
-		if d := time.Until(open.Add(offsets[i])); d > 0 {
+		arrival := open.Add(offsets[i])
+		if d := time.Until(arrival); d > 0 {
 			select {
 			case <-time.After(d):
 			case <-ctx.Done():
@@ -178,6 +179,7 @@ launch:
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			res := r.buy(ctx, s)
+			res.arrival = arrival
 			results[i] = res
 			r.count(&res)
 		}()

@@ -191,3 +191,28 @@ func TestPlainDropRedisSentinel(t *testing.T) {
 	t.Parallel()
 	play(t, on(t, "redis-sentinel", setup(t, 1000)))
 }
+
+// A buyer who waits for a free slot is late, not fast: the wait counts from
+// its scheduled arrival, so a stall that holds every slot shows in the
+// report instead of vanishing from it (coordinated omission).
+func TestQueuedBuyersCountFromTheirArrival(t *testing.T) {
+	t.Parallel()
+	open := time.Now()
+	at := func(d time.Duration) time.Time { return open.Add(d) }
+	rep := &Report{Statuses: map[string]int{}, Errors: map[string]int{}}
+	rep.addResults(open, []result{
+		// On time: started when it arrived, final 100 ms later.
+		{arrival: at(0), start: at(0), end: at(100 * time.Millisecond), told: true, outcome: "paid"},
+		// Arrived at 1 s, found every slot taken, started at 4 s.
+		{arrival: at(time.Second), start: at(4 * time.Second), end: at(4*time.Second + 100*time.Millisecond), told: true, outcome: "paid"},
+	})
+	if rep.EndToEnd.Max != 100*time.Millisecond {
+		t.Errorf("end-to-end max %s, want 100ms: it counts from the start", rep.EndToEnd.Max)
+	}
+	if rep.Queued.N != 2 || rep.Queued.Max != 3*time.Second {
+		t.Errorf("queued %+v, want 2 buyers, max 3s", rep.Queued)
+	}
+	if rep.ArrivalToFinal.Max != 3*time.Second+100*time.Millisecond {
+		t.Errorf("arrival to final max %s, want 3.1s", rep.ArrivalToFinal.Max)
+	}
+}
