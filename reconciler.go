@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -34,11 +35,14 @@ type ReconcileReport struct {
 }
 
 // Reconciler runs Reconcile passes with per-provider rate limits that
-// persist across passes.
+// persist across passes, and keeps the totals of its passes (Totals).
 type Reconciler struct {
 	o        *Orchestrator
 	opts     ReconcileOptions
 	limiters map[string]*rate.Limiter
+
+	mu    sync.Mutex
+	total ReconcileReport
 }
 
 // NewReconciler builds a reconciler. Call Reconcile from a cron, or Run for a
@@ -79,9 +83,24 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
+// Totals adds up what every pass so far did, including the part of a pass
+// that ended in an error: for metrics, and for reports such as the surge's.
+func (r *Reconciler) Totals() ReconcileReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.total
+}
+
 // Reconcile makes one pass.
-func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileReport, error) {
-	var rep ReconcileReport
+func (r *Reconciler) Reconcile(ctx context.Context) (rep ReconcileReport, err error) {
+	defer func() {
+		r.mu.Lock()
+		r.total.Checked += rep.Checked
+		r.total.Resolved += rep.Resolved
+		r.total.Claims += rep.Claims
+		r.total.Errors += rep.Errors
+		r.mu.Unlock()
+	}()
 	o := r.o
 	before := o.now().Add(-r.opts.OlderThan)
 	claims, err := o.cfg.Store.ListStaleClaims(ctx, o.now(), r.opts.Limit)

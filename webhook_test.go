@@ -477,6 +477,32 @@ func TestReconcilerResolvesUnknownPayments(t *testing.T) {
 	}
 }
 
+// Totals adds up the passes: what Run's loop did, for metrics and reports.
+func TestReconcilerTotalsAddUpItsPasses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := testclock.New(time.Now())
+	st := memory.New(memory.Options{Clock: clk.Now})
+	a := sim.New(sim.Config{Name: "a", Clock: clk.Now})
+	o, _ := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, Clock: clk.Now})
+	a.Faults().Set(providertestPlanTimeout(2))
+	for i := 0; i < 2; i++ {
+		if _, err := o.Authorize(ctx, cardRequest(fmt.Sprintf("totals-%d", i), sim.TokenApprove)); !errors.Is(err, paymux.ErrOutcomeUnknown) {
+			t.Fatal(err)
+		}
+	}
+	r := o.NewReconciler(paymux.ReconcileOptions{OlderThan: time.Minute, Rate: 1000})
+	for range 3 { // too fresh; settles both; finds nothing left
+		if _, err := r.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(2 * time.Minute)
+	}
+	if got := r.Totals(); got != (paymux.ReconcileReport{Checked: 2, Resolved: 2}) {
+		t.Fatalf("totals %+v, want 2 checked and 2 resolved", got)
+	}
+}
+
 func TestReconcilerFinishesAbandonedClaims(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

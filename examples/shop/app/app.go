@@ -105,7 +105,6 @@ type App struct {
 
 	dispatcher *paymux.Dispatcher
 	reconciler *paymux.Reconciler
-	reconciled reconcileTotals
 	queue      order.Queue
 	closers    []func() error
 	purge      func(context.Context) error // deletes what this app stored (nil: memory)
@@ -398,47 +397,13 @@ func (a *App) Start(ctx context.Context) {
 	a.Orders.Start(ctx)
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); _ = a.dispatcher.Run(ctx) }()
-	go func() { defer a.wg.Done(); a.reconcile(ctx, 5*time.Second) }()
-}
-
-// reconcileTotals adds up the reconciler's passes.
-type reconcileTotals struct {
-	mu  sync.Mutex
-	sum paymux.ReconcileReport
-}
-
-// reconcile is paymux.Reconciler.Run, keeping the totals of its passes
-// for Reconciled.
-func (a *App) reconcile(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		rep, err := a.reconciler.Reconcile(ctx)
-		if err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Warn("shop: reconcile pass failed", "err", err)
-		}
-		a.reconciled.mu.Lock()
-		a.reconciled.sum.Checked += rep.Checked
-		a.reconciled.sum.Resolved += rep.Resolved
-		a.reconciled.sum.Claims += rep.Claims
-		a.reconciled.sum.Errors += rep.Errors
-		a.reconciled.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	go func() { defer a.wg.Done(); _ = a.reconciler.Run(ctx, 5*time.Second) }()
 }
 
 // Reconciled returns what the reconciler did since Start, in all: payments
 // left unknown or pending that it checked with their provider and settled,
 // and abandoned claims it finished.
-func (a *App) Reconciled() paymux.ReconcileReport {
-	a.reconciled.mu.Lock()
-	defer a.reconciled.mu.Unlock()
-	return a.reconciled.sum
-}
+func (a *App) Reconciled() paymux.ReconcileReport { return a.reconciler.Totals() }
 
 // DrainEvents waits until every webhook the sims sent so far was ingested
 // (or given up), then delivers the events that are due to the order service.
