@@ -13,13 +13,14 @@ import (
 // each.
 //
 // It is only a shortcut. A step that runs elsewhere, or again, reads the
-// store as before, and an entry nobody took is dropped after justWrittenTTL.
+// store as before, and an entry nobody took is dropped after its ttl.
 // Neither use can act on a stale entry: see Service.pay and
 // Service.OnPaymentEvent.
 type justWritten struct {
 	mu      sync.Mutex
 	orders  map[string]handedOver
 	maxSize int
+	ttl     time.Duration
 }
 
 type handedOver struct {
@@ -28,12 +29,22 @@ type handedOver struct {
 }
 
 const (
-	justWrittenTTL  = time.Minute
 	justWrittenSize = 50_000 // about one drop's queue; beyond it workers read
+
+	// placedTTL: a worker takes a placed order within seconds, unless
+	// the queue lives elsewhere.
+	placedTTL = time.Minute
+	// settledTTL is longer because a provider's webhooks can trail the
+	// payments by minutes under load: a 50,000-buyer drop on PostgreSQL
+	// ended with a backlog of more than a minute of webhooks, and with
+	// a one-minute ttl each late webhook read its order back (about 5 %
+	// of that run's CPU). A stale entry is harmless here (see reports),
+	// so only memory bounds it: justWrittenSize small entries (settledCopy).
+	settledTTL = 15 * time.Minute
 )
 
-func newJustWritten(maxSize int) *justWritten {
-	return &justWritten{orders: map[string]handedOver{}, maxSize: maxSize}
+func newJustWritten(maxSize int, ttl time.Duration) *justWritten {
+	return &justWritten{orders: map[string]handedOver{}, maxSize: maxSize, ttl: ttl}
 }
 
 // put leaves o for the next step; a copy, so the caller may go on with o.
@@ -85,13 +96,13 @@ func (h *justWritten) drop(id string) {
 	h.mu.Unlock()
 }
 
-// expire forgets what nobody took within justWrittenTTL: orders whose next
-// step ran in another instance.
+// expire forgets what nobody took within the ttl: orders whose next step
+// ran in another instance, or never came.
 func (h *justWritten) expire(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id, e := range h.orders {
-		if now.Sub(e.at) > justWrittenTTL {
+		if now.Sub(e.at) > h.ttl {
 			delete(h.orders, id)
 		}
 	}

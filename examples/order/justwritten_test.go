@@ -1,6 +1,7 @@
 package order
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,7 +9,7 @@ import (
 )
 
 func TestJustWritten(t *testing.T) {
-	h := newJustWritten(2)
+	h := newJustWritten(2, time.Minute)
 	now := time.Now()
 	o := &Order{ID: "a", Status: StatusQueued, Version: 1}
 	h.put(o, now)
@@ -28,11 +29,11 @@ func TestJustWritten(t *testing.T) {
 	if _, ok := h.take("b"); ok {
 		t.Fatal("a dropped order was handed over")
 	}
-	h.put(&Order{ID: "old"}, now.Add(-2*justWrittenTTL))
+	h.put(&Order{ID: "old"}, now.Add(-2*time.Minute))
 	h.put(&Order{ID: "new"}, now)
 	h.expire(now)
 	if _, ok := h.take("old"); ok {
-		t.Fatal("an order nobody took was kept past justWrittenTTL")
+		t.Fatal("an order nobody took was kept past its ttl")
 	}
 	if _, ok := h.take("new"); !ok {
 		t.Fatal("expire dropped a fresh order")
@@ -69,7 +70,7 @@ func TestReports(t *testing.T) {
 // order changes: publishing a change takes the copy out first, so a poll
 // that read it has subscribed before the change was published.
 func TestPublishDropsCheckoutsCopy(t *testing.T) {
-	s := &Service{broker: newBroker(), placed: newJustWritten(10)}
+	s := &Service{broker: newBroker(), placed: newJustWritten(10, placedTTL)}
 	s.placed.put(&Order{ID: "o", Status: StatusQueued, Version: 1}, time.Now())
 	ch, unsubscribe := s.broker.subscribe("o")
 	defer unsubscribe()
@@ -85,7 +86,7 @@ func TestPublishDropsCheckoutsCopy(t *testing.T) {
 // Checkout's copy is not used once its reservation has run out: an expiry
 // sweep in any instance may have changed the order since.
 func TestJustWrittenNotPastTheReservation(t *testing.T) {
-	h := newJustWritten(10)
+	h := newJustWritten(10, placedTTL)
 	now := time.Now()
 	h.put(&Order{ID: "o", Status: StatusQueued, ReservedUntil: now.Add(time.Minute)}, now)
 	if _, ok := h.peek("o", now); !ok {
@@ -96,5 +97,34 @@ func TestJustWrittenNotPastTheReservation(t *testing.T) {
 	}
 	if h.has("o", now.Add(2*time.Minute)) {
 		t.Fatal("has reports a copy after its reservation ran out")
+	}
+}
+
+// readCounter is a store that counts order reads.
+type readCounter struct {
+	Store
+	reads int
+}
+
+func (c *readCounter) GetOrder(ctx context.Context, id string) (*Order, error) {
+	c.reads++
+	return c.Store.GetOrder(ctx, id)
+}
+
+// A webhook that trails its payment by minutes, as a provider's backlog
+// does under load, still finds the worker's result and reads nothing.
+func TestLateWebhookOfASettledOrderReadsNothing(t *testing.T) {
+	store := &readCounter{Store: NewMemoryStore()}
+	s := &Service{cfg: Config{Store: store}, broker: newBroker(), settled: newJustWritten(justWrittenSize, settledTTL)}
+	paid := &Order{ID: "o", Status: StatusPaid, PaymentID: "pay_1", Provider: "sim-a", Email: "buyer@example.com"}
+	t0 := time.Now()
+	s.settled.put(settledCopy(paid), t0)
+	s.settled.expire(t0.Add(5 * time.Minute)) // the sweep runs while the webhook waits at the provider
+	p := &paymux.Payment{ID: "pay_1", IdempotencyKey: "o", Provider: "sim-a", Status: paymux.StatusAuthorized}
+	if err := s.OnPaymentEvent(context.Background(), paymux.Event{}, p); err != nil {
+		t.Fatal(err)
+	}
+	if store.reads != 0 {
+		t.Fatalf("a webhook 5 minutes after its payment read the order %d times; want 0", store.reads)
 	}
 }

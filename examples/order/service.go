@@ -98,7 +98,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Service{cfg: cfg, broker: newBroker(), placed: newJustWritten(justWrittenSize), settled: newJustWritten(justWrittenSize)}, nil
+	return &Service{cfg: cfg, broker: newBroker(), placed: newJustWritten(justWrittenSize, placedTTL), settled: newJustWritten(justWrittenSize, settledTTL)}, nil
 }
 
 // Register mounts the service's routes on mux.

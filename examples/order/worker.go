@@ -206,7 +206,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 			err := cs.commitAndSave(ctx, &probe, o.Version, o.Status)
 			if err == nil {
 				probe.Version = o.Version + 1
-				s.settled.put(&probe, s.now())
+				s.settled.put(settledCopy(&probe), s.now())
 				s.publish(&probe)
 				return &probe, nil
 			}
@@ -238,7 +238,7 @@ func (s *Service) applyPayment(ctx context.Context, orderID string, p *paymux.Pa
 		return o, nil
 	}
 	if soldStatus(o.Status) {
-		s.settled.put(o, s.now())
+		s.settled.put(settledCopy(o), s.now())
 	} else {
 		// A failed or cancelled order's stock goes back. Should this keep
 		// failing, the expiry sweep releases it (expireReservations).
@@ -271,6 +271,12 @@ func reports(o *Order, p *paymux.Payment) bool {
 	next := orderStatusOf(p)
 	return soldStatus(o.Status) && o.PaymentID == p.ID && o.Provider == p.Provider &&
 		next.rank() <= o.Status.rank()
+}
+
+// settledCopy keeps of o what reports reads, so that Service.settled can
+// hold a drop's worth of orders for as long as their webhooks may trail.
+func settledCopy(o *Order) *Order {
+	return &Order{ID: o.ID, Status: o.Status, PaymentID: o.PaymentID, Provider: o.Provider}
 }
 
 // soldStatus reports whether an order in st has taken its stock for good.
