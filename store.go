@@ -209,6 +209,23 @@ type EventCompleter interface {
 	CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *Delivery) error
 }
 
+// UnchangedEventCompleter is the optional interface of stores that can
+// finish, in one round trip and without a claim, a webhook event known to
+// change nothing: one about a payment this process just recorded, at the
+// version it recorded (Config.RecentPayments).
+type UnchangedEventCompleter interface {
+	// CompleteUnchangedEvent does what CompleteEventWithDelivery does,
+	// inserting d and marking the event processed for ttl in one atomic
+	// step, but only if the store holds no record of the event at all
+	// (no claim, in flight or expired, and no processed mark) and the
+	// payment paymentID is stored at version. It reports whether it did.
+	// When it reports false it wrote nothing; when it returns an error
+	// it may or may not have written both. Either way the caller goes the
+	// usual way (claim, apply, complete), which finds a processed event a
+	// duplicate.
+	CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *Delivery, paymentID string, version int64) (bool, error)
+}
+
 // EventPaymentClaimer is the optional interface of stores that claim a
 // webhook event and read the payment it is about in one round trip.
 type EventPaymentClaimer interface {

@@ -217,6 +217,9 @@ func isVerificationError(err error) bool {
 }
 
 func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
+	if h.completeUnchanged(ctx, ev) {
+		return nil
+	}
 	st := h.o.cfg.Store
 	var claim EventClaim
 	var first *Payment // the event's payment, when the claim read it too
@@ -241,6 +244,32 @@ func (h *WebhookHandler) ingestEvent(ctx context.Context, ev *Event) error {
 		return err
 	}
 	return h.complete(ctx, ev, p)
+}
+
+// completeUnchanged finishes, in one store round trip, the usual webhook
+// that confirms what this process just recorded: its payment is one the
+// orchestrator remembers (recentPayments), applying the event to it
+// changes nothing, and the store marks the event processed and enqueues
+// its delivery only if the payment is still at that version and the event
+// is new. It reports whether it did; if not, nothing was written (or the
+// answer was lost after both were), and the usual path decides, finding a
+// processed event a duplicate.
+func (h *WebhookHandler) completeUnchanged(ctx context.Context, ev *Event) bool {
+	d := h.opts.Dispatcher
+	uc, ok := h.o.cfg.Store.(UnchangedEventCompleter)
+	if !ok || d == nil || ev.ProviderRef == "" {
+		return false
+	}
+	p := h.o.recent.lookup(ev.Provider, ev.ProviderRef)
+	if p == nil || applyEvent(p, ev) {
+		return false
+	}
+	done, err := uc.CompleteUnchangedEvent(ctx, ev.Provider, ev.ID, h.opts.EventTTL, d.newDelivery(ev, p.ID), p.ID, p.Version)
+	if err != nil || !done {
+		return false
+	}
+	d.notify()
+	return true
 }
 
 // release forgets this handler's claim on ev after a failure, so the

@@ -745,3 +745,85 @@ func TestUnverifiedWebhookIsOnlyAHintToSync(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// claimCounter is the memory store with its event claims and one-step
+// completions counted.
+type claimCounter struct {
+	*memory.Store
+	claims, oneStep atomic.Int32
+}
+
+func (c *claimCounter) ClaimEvent(ctx context.Context, provider, id string, lease time.Duration) (paymux.EventClaim, error) {
+	c.claims.Add(1)
+	return c.Store.ClaimEvent(ctx, provider, id, lease)
+}
+
+func (c *claimCounter) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
+	done, err := c.Store.CompleteUnchangedEvent(ctx, provider, eventID, ttl, d, paymentID, version)
+	if done {
+		c.oneStep.Add(1)
+	}
+	return done, err
+}
+
+// The webhook that confirms a payment this process just recorded changes
+// nothing, and is finished in one store call with no claim; anything else
+// (a duplicate, an event that moves the payment, a payment another
+// process moved since) goes the usual way, and every event is delivered
+// once.
+func TestWebhookConfirmingARecordedPaymentTakesOneStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, remember := range []int{0, -1} {
+		st := &claimCounter{Store: memory.New(memory.Options{})}
+		a := sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})
+		o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{a}, Store: st, RecentPayments: remember})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs := &deliveries{seen: map[string]int{}}
+		disp, _ := o.NewDispatcher(paymux.DispatcherOptions{Subscriber: subs.subscriber})
+		srv := httptest.NewServer(o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp}))
+		req := cardRequest(fmt.Sprintf("order-one-step-%d", remember), sim.TokenApprove)
+		req.Capture = paymux.CaptureManual
+		p, err := o.Authorize(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := func(id string, typ paymux.EventType) {
+			t.Helper()
+			body, h := webhookBody(id, typ, p, p.Amount.Amount, true, time.Now())
+			if code := post(t, srv.URL+"/webhooks/a", body, h); code != 200 {
+				t.Fatalf("%s: answered %d", id, code)
+			}
+		}
+		send("ev-authorised", paymux.EventAuthorized)
+		wantOneStep := int32(1)
+		if remember < 0 {
+			wantOneStep = 0 // nothing remembered: every event is claimed
+		}
+		if st.oneStep.Load() != wantOneStep || st.claims.Load() != 1-wantOneStep {
+			t.Fatalf("RecentPayments %d: %d one-step completions and %d claims, want %d and %d",
+				remember, st.oneStep.Load(), st.claims.Load(), wantOneStep, 1-wantOneStep)
+		}
+		send("ev-authorised", paymux.EventAuthorized) // a duplicate: claimed, found processed
+		send("ev-captured", paymux.EventCaptured)     // moves the payment: the usual way
+		if got, _ := o.Get(ctx, p.ID); got.Status != paymux.StatusCaptured {
+			t.Fatalf("the capture event was not applied: %s", got.Status)
+		}
+		// The remembered copy is now out of date (the capture above was
+		// saved by the usual path): an event that changes nothing against
+		// it is refused by the store and goes the usual way too.
+		send("ev-authorised-again", paymux.EventAuthorized)
+		if st.oneStep.Load() != wantOneStep {
+			t.Fatalf("RecentPayments %d: %d one-step completions after the others, want %d", remember, st.oneStep.Load(), wantOneStep)
+		}
+		if n, _ := disp.DispatchDue(ctx); n != 3 {
+			t.Fatalf("RecentPayments %d: delivered %d, want each of the 3 events once", remember, n)
+		}
+		if total, maxPer := subs.count(); total != 3 || maxPer != 1 {
+			t.Fatalf("RecentPayments %d: %d deliveries, at most %d of one event; want 3 and 1", remember, total, maxPer)
+		}
+		srv.Close()
+	}
+}

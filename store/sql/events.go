@@ -166,6 +166,33 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	return nil
 }
 
+// CompleteUnchangedEvent implements paymux.UnchangedEventCompleter: one
+// statement on PostgreSQL. The other databases report false, and the
+// caller goes the usual way.
+func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
+	if s.dialect != Postgres {
+		return false, nil
+	}
+	if err := checkEvent(provider, eventID); err != nil {
+		return false, err
+	}
+	if ttl <= 0 {
+		ttl = s.eventTTL
+	}
+	args, err := s.deliveryArgs(d)
+	if err != nil {
+		return false, err
+	}
+	ctx = s.shareCommits(ctx)
+	q := s.q.eventCompleteUnchangedPG
+	var done int
+	args = append(args, provider, eventID, nanos(s.now().Add(ttl)), paymentID, version)
+	if err := s.db.QueryRowContext(ctx, q.text, q.args(args)...).Scan(&done); err != nil {
+		return false, fmt.Errorf("sqlstore: complete unchanged event: %w", err)
+	}
+	return done == 1, nil
+}
+
 // ReleaseEvent implements paymux.EventStore. A processed event stays
 // processed: only an in-flight claim is forgotten.
 func (s *Store) ReleaseEvent(ctx context.Context, provider, eventID string) error {

@@ -23,6 +23,9 @@ type queries struct {
 	// eventClaimForPaymentPG claims an event and reads its payment in
 	// one statement.
 	eventClaimForPaymentPG query
+	// eventCompleteUnchangedPG marks a new event processed and enqueues
+	// its delivery in one statement, if its payment is at a version.
+	eventCompleteUnchangedPG query
 
 	deliveryInsert, deliveryGet, deliveryExists query
 	deliveryDue, deliveryClaimPG                query
@@ -222,6 +225,23 @@ func buildQueries(d Dialect, prefix string) *queries {
 			SELECT version, data FROM {p}payments WHERE provider = $1::text AND provider_ref = $4::text
 			ORDER BY updated_at DESC, id LIMIT 1
 		) AS p ON true`)
+		// The delivery insert ($1 ... $8) and the event ($9 provider, $10
+		// event id, $11 expiry) as in eventCompletePG, but only for an
+		// event with no row yet and a payment ($12 id) at version $13.
+		// It returns 1 if it wrote both, 0 if neither.
+		q.eventCompleteUnchangedPG = c(`WITH done AS (
+			INSERT INTO {p}events (provider, event_id, state, expires_at)
+			SELECT $9::text, $10::text, '` + stateDone + `', $11::bigint
+			WHERE EXISTS (SELECT 1 FROM {p}payments WHERE id = $12::text AND version = $13::bigint)
+			ON CONFLICT (provider, event_id) DO NOTHING
+			RETURNING 1
+		), enqueued AS (
+			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
+			SELECT $1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint
+			WHERE EXISTS (SELECT 1 FROM done)
+			ON CONFLICT (id) DO NOTHING
+		)
+		SELECT count(*) FROM done`)
 		q.eventCompletePG = c(`WITH enqueued AS (
 			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
 			VALUES ($1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint)

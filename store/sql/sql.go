@@ -129,11 +129,12 @@ type Store struct {
 }
 
 var (
-	_ paymux.Store               = (*Store)(nil)
-	_ paymux.EventCompleter      = (*Store)(nil)
-	_ paymux.EventPaymentClaimer = (*Store)(nil)
-	_ paymux.DeliveryCompleter   = (*Store)(nil)
-	_ paymux.PaymentsGetter      = (*Store)(nil)
+	_ paymux.Store                   = (*Store)(nil)
+	_ paymux.EventCompleter          = (*Store)(nil)
+	_ paymux.EventPaymentClaimer     = (*Store)(nil)
+	_ paymux.UnchangedEventCompleter = (*Store)(nil)
+	_ paymux.DeliveryCompleter       = (*Store)(nil)
+	_ paymux.PaymentsGetter          = (*Store)(nil)
 )
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)

@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +37,9 @@ func (s *suite) capabilityTests() []test {
 		{"CompleteDeliveriesManyIDs", s.testCompleteDeliveriesMany},
 		{"ClaimEventForPayment", s.testClaimEventForPayment},
 		{"ClaimEventForPaymentConcurrentOneClaim", s.testClaimEventForPaymentRace},
+		{"CompleteUnchangedEventWritesBoth", s.testCompleteUnchangedEvent},
+		{"CompleteUnchangedEventWritesNothingOtherwise", s.testCompleteUnchangedEventRefuses},
+		{"CompleteUnchangedEventConcurrentOneWinner", s.testCompleteUnchangedEventRace},
 		{"GetPayments", s.testGetPayments},
 		{"GetPaymentsManyIDs", s.testGetPaymentsMany},
 	}
@@ -435,5 +440,111 @@ func (s *suite) testClaimEventForPaymentRace(t *testing.T) {
 	wg.Wait()
 	if won != 1 {
 		t.Fatalf("%d concurrent claims won, want 1", won)
+	}
+}
+
+// unchangedCompleter returns a store whose CompleteUnchangedEvent takes
+// the one-step path, with a payment saved at version 1 and a delivery for
+// it; it skips stores that always answer false (they leave every event to
+// the usual path, which the interface allows).
+func (s *suite) unchangedCompleter(t *testing.T) (paymux.Store, paymux.UnchangedEventCompleter, *paymux.Payment, *paymux.Delivery) {
+	t.Helper()
+	st, uc := capable[paymux.UnchangedEventCompleter](t, s)
+	p := newPayment(uid("key"))
+	p.ProviderRef = uid("ref")
+	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
+	probe := newDelivery(now())
+	probe.PaymentID = p.ID
+	done, err := uc.CompleteUnchangedEvent(ctx(t), probe.Event.Provider, probe.Event.ID, time.Hour, probe, p.ID, 1)
+	noErr(t, "CompleteUnchangedEvent", err)
+	if !done {
+		if _, err := st.GetDelivery(ctx(t), probe.ID); !errors.Is(err, paymux.ErrNotFound) {
+			t.Fatalf("CompleteUnchangedEvent said false but stored the delivery (err %v)", err)
+		}
+		t.Skipf("%T leaves every event to the usual path", st)
+	}
+	d := newDelivery(now())
+	d.PaymentID = p.ID
+	return st, uc, p, d
+}
+
+func (s *suite) testCompleteUnchangedEvent(t *testing.T) {
+	st, uc, p, d := s.unchangedCompleter(t)
+	done, err := uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, p.ID, 1)
+	noErr(t, "CompleteUnchangedEvent", err)
+	if !done {
+		t.Fatal("a new event about a payment at the given version was not completed")
+	}
+	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
+	want := *d
+	want.State = paymux.DeliveryPending
+	got, err := st.GetDelivery(ctx(t), d.ID)
+	noErr(t, "GetDelivery", err)
+	sameDelivery(t, "enqueued with the event", got, &want)
+	// Done once: the same event again writes nothing more.
+	done, err = uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, p.ID, 1)
+	noErr(t, "CompleteUnchangedEvent again", err)
+	if done {
+		t.Fatal("a processed event was completed a second time")
+	}
+}
+
+func (s *suite) testCompleteUnchangedEventRefuses(t *testing.T) {
+	st, uc, p, _ := s.unchangedCompleter(t)
+	upd := p.Clone()
+	upd.Status = paymux.StatusAuthorized
+	noErr(t, "SavePayment update", st.SavePayment(ctx(t), upd, 1)) // now at version 2
+
+	refused := func(what string, d *paymux.Delivery, paymentID string, version int64) {
+		t.Helper()
+		done, err := uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, paymentID, version)
+		noErr(t, "CompleteUnchangedEvent "+what, err)
+		if done {
+			t.Fatalf("%s: completed", what)
+		}
+		if _, err := st.GetDelivery(ctx(t), d.ID); !errors.Is(err, paymux.ErrNotFound) {
+			t.Fatalf("%s: the delivery was stored (err %v)", what, err)
+		}
+	}
+	stale := newDelivery(now())
+	refused("payment moved on", stale, p.ID, 1)
+	s.claimEvent(t, st, stale.Event.Provider, stale.Event.ID, time.Minute, paymux.EventClaimed) // still new
+
+	refused("unknown payment", newDelivery(now()), uid("pay"), 1)
+
+	inFlight := newDelivery(now())
+	s.claimEvent(t, st, inFlight.Event.Provider, inFlight.Event.ID, time.Minute, paymux.EventClaimed)
+	refused("event in flight", inFlight, p.ID, 2)
+	s.claimEvent(t, st, inFlight.Event.Provider, inFlight.Event.ID, time.Minute, paymux.EventBusy) // the claim stands
+
+	processed := newDelivery(now())
+	noErr(t, "CompleteEvent", st.CompleteEvent(ctx(t), processed.Event.Provider, processed.Event.ID, time.Hour))
+	refused("event processed", processed, p.ID, 2)
+}
+
+func (s *suite) testCompleteUnchangedEventRace(t *testing.T) {
+	st, uc, p, d := s.unchangedCompleter(t)
+	const n = 8
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done, err := uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, p.ID, 1)
+			if err != nil {
+				t.Error(err)
+			}
+			if done {
+				won.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d of %d concurrent calls completed the event, want 1", won.Load(), n)
+	}
+	if _, err := st.GetDelivery(ctx(t), d.ID); err != nil {
+		t.Fatalf("GetDelivery: %v", err)
 	}
 }

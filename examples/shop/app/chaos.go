@@ -70,10 +70,11 @@ func callErr(c *CuttableStore, f func() error) error {
 }
 
 var (
-	_ paymux.EventCompleter      = (*CuttableStore)(nil)
-	_ paymux.EventPaymentClaimer = (*CuttableStore)(nil)
-	_ paymux.DeliveryCompleter   = (*CuttableStore)(nil)
-	_ paymux.PaymentsGetter      = (*CuttableStore)(nil)
+	_ paymux.EventCompleter          = (*CuttableStore)(nil)
+	_ paymux.EventPaymentClaimer     = (*CuttableStore)(nil)
+	_ paymux.UnchangedEventCompleter = (*CuttableStore)(nil)
+	_ paymux.DeliveryCompleter       = (*CuttableStore)(nil)
+	_ paymux.PaymentsGetter          = (*CuttableStore)(nil)
 )
 
 func (c *CuttableStore) ClaimIdempotency(ctx context.Context, p paymux.ClaimParams) (*paymux.IdempotencyRecord, bool, error) {
@@ -174,6 +175,16 @@ func (c *CuttableStore) ClaimEventForPayment(ctx context.Context, provider, even
 		return claim{claim: ec}, err // the caller reads the payment
 	})
 	return r.claim, r.p, err
+}
+
+func (c *CuttableStore) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
+	uc, ok := c.Store.(paymux.UnchangedEventCompleter)
+	if !ok {
+		return false, nil // the caller goes the usual way
+	}
+	return call(c, func() (bool, error) {
+		return uc.CompleteUnchangedEvent(ctx, provider, eventID, ttl, d, paymentID, version)
+	})
 }
 
 func (c *CuttableStore) CompleteEventWithDelivery(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery) error {
