@@ -266,6 +266,33 @@ func TestRoundTripsPerWebhookEvent(t *testing.T) {
 			if limit, ok := maxDispatchRoundTrips[name]; ok && perBatch > limit {
 				t.Errorf("%s: a batch of %d deliveries took %d round trips, want at most %d", name, n, perBatch, limit)
 			}
+
+			// The webhook that confirms a payment this process just
+			// recorded changes nothing: with a store that can finish it in
+			// one step (paymux.UnchangedEventCompleter), one round trip.
+			req := cardRequest("rtw-" + run + "-confirm")
+			req.Capture = paymux.CaptureManual
+			p, err := o.Authorize(ctx, req)
+			if err != nil {
+				t.Fatalf("Authorize: %v", err)
+			}
+			body := sim.EncodeWebhook(sim.WebhookPayload{
+				ID: "evt_" + run + "_confirm", Type: paymux.EventAuthorized, Created: time.Now().Unix(),
+				Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount.Amount,
+				Currency: p.Amount.Currency, Success: true,
+			})
+			before = st.roundTrips()
+			if err := h.Ingest(ctx, sim.DefaultName, sim.SignWebhook(secret, body, time.Now()), body); err != nil {
+				t.Fatalf("Ingest confirmation: %v", err)
+			}
+			confirm := st.roundTrips() - before
+			t.Logf("%s: %d round trips for a webhook that confirms a payment just recorded", name, confirm)
+			if name == "postgres" && confirm != 1 {
+				t.Errorf("%s: a confirming webhook took %d round trips, want 1", name, confirm)
+			}
+			if got := dispatchAll(); got != 1 {
+				t.Fatalf("dispatched %d after the confirmation, want 1", got)
+			}
 		})
 	}
 }
