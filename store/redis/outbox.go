@@ -68,6 +68,29 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 		append(args, ms(ttl))...).Err()
 }
 
+// CompleteUnchangedEvent implements paymux.UnchangedEventCompleter: one
+// script on a single server or Sentinel. On Cluster (or a Ring) the keys
+// span slots, so it answers false and the caller goes the usual way.
+func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
+	if !s.oneServer() {
+		return false, nil
+	}
+	if ttl <= 0 {
+		ttl = s.opts.EventTTL
+	}
+	args, err := enqueueArgs(d)
+	if err != nil {
+		return false, err
+	}
+	done, err := completeUnchangedEventScript.Run(ctx, s.once,
+		[]string{s.deliveryKey(d.ID), s.dueKey(), s.eventKey(provider, eventID), s.payKey(paymentID)},
+		append(args, ms(ttl), version)...).Int64()
+	if err != nil {
+		return false, err
+	}
+	return done == 1, nil
+}
+
 func decodeDelivery(reply any) (*paymux.Delivery, error) {
 	f, err := fields(reply)
 	if err != nil {

@@ -111,11 +111,12 @@ type Store struct {
 }
 
 var (
-	_ paymux.Store               = (*Store)(nil)
-	_ paymux.EventCompleter      = (*Store)(nil)
-	_ paymux.EventPaymentClaimer = (*Store)(nil)
-	_ paymux.DeliveryCompleter   = (*Store)(nil)
-	_ paymux.PaymentsGetter      = (*Store)(nil)
+	_ paymux.Store                   = (*Store)(nil)
+	_ paymux.EventCompleter          = (*Store)(nil)
+	_ paymux.EventPaymentClaimer     = (*Store)(nil)
+	_ paymux.UnchangedEventCompleter = (*Store)(nil)
+	_ paymux.DeliveryCompleter       = (*Store)(nil)
+	_ paymux.PaymentsGetter          = (*Store)(nil)
 )
 
 // oneServer reports whether every key lives on one server (a single node,

@@ -227,6 +227,23 @@ redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])
 return 0
 `)
 
+// completeUnchangedEventScript: KEYS delivery, due, event, payment. ARGV
+// the enqueue arguments (as enqueueScript), the event TTL ms, then the
+// payment's version. Returns 1 if the event had no key and the payment is
+// at that version, and it enqueued the delivery and marked the event; 0,
+// having written nothing, otherwise. The event key is outside the hash
+// tag: this script runs only where every key lives on one server.
+var completeUnchangedEventScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('HGET', KEYS[4], 'v') ~= ARGV[9] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'j', ARGV[2], 'st', ARGV[3], 'att', ARGV[4], 'nx', ARGV[5], 'le', ARGV[6])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
+end
+redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])
+return 1
+`)
+
 // completeDeliveriesScript: KEYS due, then one delivery key per id. ARGV
 // delivered TTL ms, then the ids in the order of their keys. Missing
 // entries are skipped.
