@@ -53,10 +53,10 @@ type Config struct {
 	Risk              RiskCheck
 	Observer          Observer
 	// RecentPayments is how many of the payments it recorded last the
-	// orchestrator remembers (a copy each, so about a kilobyte apiece).
-	// With a store that implements UnchangedEventCompleter, the webhook
-	// that confirms one of them, changing nothing, is then finished in
-	// one store round trip instead of two.
+	// orchestrator remembers (a copy each, so about a kilobyte apiece),
+	// when its store implements UnchangedEventCompleter: the webhook that
+	// confirms one of them, changing nothing, is then finished in one
+	// store round trip instead of two.
 	RecentPayments int
 }
 
@@ -129,8 +129,11 @@ func New(cfg Config) (*Orchestrator, error) {
 	if cfg.RecentPayments == 0 {
 		cfg.RecentPayments = DefaultRecentPayments
 	}
-	o := &Orchestrator{cfg: cfg, providers: make(map[string]*registeredProvider, len(cfg.Providers)), log: cfg.Logger,
-		recent: newRecentPayments(cfg.RecentPayments)}
+	o := &Orchestrator{cfg: cfg, providers: make(map[string]*registeredProvider, len(cfg.Providers)), log: cfg.Logger}
+	if _, ok := cfg.Store.(UnchangedEventCompleter); ok {
+		// Only a store that can use them is worth the copies.
+		o.recent = newRecentPayments(cfg.RecentPayments)
+	}
 	names := make([]string, 0, len(cfg.Providers))
 	for _, p := range cfg.Providers {
 		if p == nil {

@@ -47,11 +47,10 @@ type Store struct {
 }
 
 var (
-	_ paymux.Store                   = (*Store)(nil)
-	_ paymux.EventCompleter          = (*Store)(nil)
-	_ paymux.UnchangedEventCompleter = (*Store)(nil)
-	_ paymux.DeliveryCompleter       = (*Store)(nil)
-	_ paymux.PaymentsGetter          = (*Store)(nil)
+	_ paymux.Store             = (*Store)(nil)
+	_ paymux.EventCompleter    = (*Store)(nil)
+	_ paymux.DeliveryCompleter = (*Store)(nil)
+	_ paymux.PaymentsGetter    = (*Store)(nil)
 )
 
 type refKey struct{ provider, ref string }
@@ -483,33 +482,6 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	s.events[eventKey{provider, eventID}] = eventRec{done: true, until: now.Add(ttl)}
 	s.wrote(now)
 	return nil
-}
-
-// CompleteUnchangedEvent implements paymux.UnchangedEventCompleter: the
-// checks, the enqueue and the completion happen under one lock.
-func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if ttl <= 0 {
-		ttl = paymux.DefaultEventTTL
-	}
-	k := eventKey{provider, eventID}
-	c := cloneDelivery(d)
-	c.State = paymux.DeliveryPending
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, seen := s.events[k]; seen {
-		return false, nil
-	}
-	if p, ok := s.payments[paymentID]; !ok || p.Version != version {
-		return false, nil
-	}
-	now := s.now()
-	s.enqueueLocked(c, now)
-	s.events[k] = eventRec{done: true, until: now.Add(ttl)}
-	s.wrote(now)
-	return true, nil
 }
 
 // ReleaseEvent implements paymux.EventStore. A processed event stays
