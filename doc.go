@@ -27,11 +27,13 @@
 // # Stores
 //
 // State lives in a Store: store/memory, store/redis or store/sql. A store
-// may also implement EventCompleter, EventPaymentClaimer, DeliveryCompleter
-// and PaymentsGetter, which let the webhook path and the Dispatcher do in
-// one round trip what otherwise takes several; paymux finds them by type assertion, so a type
-// that wraps a Store should pass them through (or implement them by
-// calling the wrapped store's plain methods).
+// may also implement EventCompleter, EventPaymentClaimer,
+// UnchangedEventCompleter, DeliveryCompleter and PaymentsGetter, which let
+// the webhook path and the Dispatcher do in one round trip what otherwise
+// takes several; paymux finds them by type assertion, so a type that wraps
+// a Store should pass them through (or implement them by calling the
+// wrapped store's plain methods; an UnchangedEventCompleter may also just
+// answer false).
 //
 // # Errors
 //
