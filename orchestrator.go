@@ -130,7 +130,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		cfg.RecentPayments = DefaultRecentPayments
 	}
 	o := &Orchestrator{cfg: cfg, providers: make(map[string]*registeredProvider, len(cfg.Providers)), log: cfg.Logger}
-	if _, ok := cfg.Store.(UnchangedEventCompleter); ok {
+	if uc, ok := cfg.Store.(UnchangedEventCompleter); ok && uc.CompletesUnchangedEvents() {
 		// Only a store that can use them is worth the copies.
 		o.recent = newRecentPayments(cfg.RecentPayments)
 	}

@@ -214,6 +214,11 @@ type EventCompleter interface {
 // change nothing: one about a payment this process just recorded, at the
 // version it recorded (Config.RecentPayments).
 type UnchangedEventCompleter interface {
+	// CompletesUnchangedEvents reports whether CompleteUnchangedEvent can
+	// answer true with this store at all (a type that serves several
+	// databases may do it for some only). When it cannot, the
+	// orchestrator keeps no copies of payments for it.
+	CompletesUnchangedEvents() bool
 	// CompleteUnchangedEvent does what CompleteEventWithDelivery does,
 	// inserting d and marking the event processed for ttl in one atomic
 	// step, but only if the store holds no record of the event at all

@@ -761,6 +761,8 @@ func (c *claimCounter) ClaimEvent(ctx context.Context, provider, id string, leas
 	return c.Store.ClaimEvent(ctx, provider, id, lease)
 }
 
+func (c *claimCounter) CompletesUnchangedEvents() bool { return true }
+
 func (c *claimCounter) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

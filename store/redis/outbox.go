@@ -68,6 +68,10 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 		append(args, ms(ttl))...).Err()
 }
 
+// CompletesUnchangedEvents implements paymux.UnchangedEventCompleter: on a
+// single server or Sentinel, where one script may touch every key.
+func (s *Store) CompletesUnchangedEvents() bool { return s.oneServer() }
+
 // CompleteUnchangedEvent implements paymux.UnchangedEventCompleter: one
 // script on a single server or Sentinel. On Cluster (or a Ring) the keys
 // span slots, so it answers false and the caller goes the usual way.

@@ -218,14 +218,20 @@ return 1
 // way (Redis does not roll a script back) never leaves a processed event
 // without its delivery. The event key is outside the hash tag: this script
 // runs only where every key lives on one server.
-var completeEventScript = redis.NewScript(`
+var completeEventScript = redis.NewScript(luaEnqueueAndMark + `
+return 0
+`)
+
+// luaEnqueueAndMark is the body that completeEventScript and
+// completeUnchangedEventScript share: enqueue the delivery unless it
+// exists (KEYS[1], KEYS[2], ARGV[1..7] as enqueueScript), then mark the
+// event (KEYS[3]) processed for ARGV[8] ms.
+const luaEnqueueAndMark = `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'j', ARGV[2], 'st', ARGV[3], 'att', ARGV[4], 'nx', ARGV[5], 'le', ARGV[6])
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 end
-redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])
-return 0
-`)
+redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])`
 
 // completeUnchangedEventScript: KEYS delivery, due, event, payment. ARGV
 // the enqueue arguments (as enqueueScript), the event TTL ms, then the
@@ -235,12 +241,7 @@ return 0
 // tag: this script runs only where every key lives on one server.
 var completeUnchangedEventScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-if redis.call('HGET', KEYS[4], 'v') ~= ARGV[9] then return 0 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'j', ARGV[2], 'st', ARGV[3], 'att', ARGV[4], 'nx', ARGV[5], 'le', ARGV[6])
-  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-end
-redis.call('SET', KEYS[3], '2', 'PX', ARGV[8])
+if redis.call('HGET', KEYS[4], 'v') ~= ARGV[9] then return 0 end` + luaEnqueueAndMark + `
 return 1
 `)
 

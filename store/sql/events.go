@@ -166,6 +166,10 @@ func (s *Store) CompleteEventWithDelivery(ctx context.Context, provider, eventID
 	return nil
 }
 
+// CompletesUnchangedEvents implements paymux.UnchangedEventCompleter: on
+// PostgreSQL only.
+func (s *Store) CompletesUnchangedEvents() bool { return s.dialect == Postgres }
+
 // CompleteUnchangedEvent implements paymux.UnchangedEventCompleter: one
 // statement on PostgreSQL. The other databases report false, and the
 // caller goes the usual way.

@@ -445,26 +445,28 @@ func (s *suite) testClaimEventForPaymentRace(t *testing.T) {
 
 // unchangedCompleter returns a store whose CompleteUnchangedEvent takes
 // the one-step path, with a payment saved at version 1 and a delivery for
-// it; it skips stores that always answer false (they leave every event to
-// the usual path, which the interface allows).
+// it. A store that says it never does (CompletesUnchangedEvents, which the
+// interface allows) is checked to answer false and write nothing, and the
+// test is skipped.
 func (s *suite) unchangedCompleter(t *testing.T) (paymux.Store, paymux.UnchangedEventCompleter, *paymux.Payment, *paymux.Delivery) {
 	t.Helper()
 	st, uc := capable[paymux.UnchangedEventCompleter](t, s)
 	p := newPayment(uid("key"))
 	p.ProviderRef = uid("ref")
 	noErr(t, "SavePayment", st.SavePayment(ctx(t), p, 0))
-	probe := newDelivery(now())
-	probe.PaymentID = p.ID
-	done, err := uc.CompleteUnchangedEvent(ctx(t), probe.Event.Provider, probe.Event.ID, time.Hour, probe, p.ID, 1)
-	noErr(t, "CompleteUnchangedEvent", err)
-	if !done {
-		if _, err := st.GetDelivery(ctx(t), probe.ID); !errors.Is(err, paymux.ErrNotFound) {
+	d := newDelivery(now())
+	d.PaymentID = p.ID
+	if !uc.CompletesUnchangedEvents() {
+		done, err := uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, p.ID, 1)
+		noErr(t, "CompleteUnchangedEvent", err)
+		if done {
+			t.Fatal("CompletesUnchangedEvents says never, but CompleteUnchangedEvent completed an event")
+		}
+		if _, err := st.GetDelivery(ctx(t), d.ID); !errors.Is(err, paymux.ErrNotFound) {
 			t.Fatalf("CompleteUnchangedEvent said false but stored the delivery (err %v)", err)
 		}
 		t.Skipf("%T leaves every event to the usual path", st)
 	}
-	d := newDelivery(now())
-	d.PaymentID = p.ID
 	return st, uc, p, d
 }
 

@@ -177,6 +177,11 @@ func (c *CuttableStore) ClaimEventForPayment(ctx context.Context, provider, even
 	return r.claim, r.p, err
 }
 
+func (c *CuttableStore) CompletesUnchangedEvents() bool {
+	uc, ok := c.Store.(paymux.UnchangedEventCompleter)
+	return ok && uc.CompletesUnchangedEvents()
+}
+
 func (c *CuttableStore) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
 	uc, ok := c.Store.(paymux.UnchangedEventCompleter)
 	if !ok {
