@@ -76,7 +76,7 @@ func (s *Store) CompletesUnchangedEvents() bool { return s.oneServer() }
 // script on a single server or Sentinel. On Cluster (or a Ring) the keys
 // span slots, so it answers false and the caller goes the usual way.
 func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
-	if !s.oneServer() {
+	if !s.CompletesUnchangedEvents() {
 		return false, nil
 	}
 	if ttl <= 0 {

@@ -174,7 +174,7 @@ func (s *Store) CompletesUnchangedEvents() bool { return s.dialect == Postgres }
 // statement on PostgreSQL. The other databases report false, and the
 // caller goes the usual way.
 func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID string, ttl time.Duration, d *paymux.Delivery, paymentID string, version int64) (bool, error) {
-	if s.dialect != Postgres {
+	if !s.CompletesUnchangedEvents() {
 		return false, nil
 	}
 	if err := checkEvent(provider, eventID); err != nil {

@@ -225,6 +225,8 @@ func buildQueries(d Dialect, prefix string) *queries {
 			SELECT version, data FROM {p}payments WHERE provider = $1::text AND provider_ref = $4::text
 			ORDER BY updated_at DESC, id LIMIT 1
 		) AS p ON true`)
+		// A new delivery's values on PostgreSQL, $1 ... $8 as deliveryInsert.
+		const pgDeliveryValues = `$1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint`
 		// The delivery insert ($1 ... $8) and the event ($9 provider, $10
 		// event id, $11 expiry) as in eventCompletePG, but only for an
 		// event with no row yet and a payment ($12 id) at version $13.
@@ -237,14 +239,14 @@ func buildQueries(d Dialect, prefix string) *queries {
 			RETURNING 1
 		), enqueued AS (
 			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
-			SELECT $1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint
+			SELECT ` + pgDeliveryValues + `
 			WHERE EXISTS (SELECT 1 FROM done)
 			ON CONFLICT (id) DO NOTHING
 		)
 		SELECT count(*) FROM done`)
 		q.eventCompletePG = c(`WITH enqueued AS (
 			INSERT INTO {p}deliveries (` + deliveryCols + `, updated_at)
-			VALUES ($1::text, $2::text, '` + string(deliveryPending) + `', $3::integer, $4::bigint, $5::text, $6::bigint, $7::text, $8::bigint)
+			VALUES (` + pgDeliveryValues + `)
 			ON CONFLICT (id) DO NOTHING
 		)
 		INSERT INTO {p}events (provider, event_id, state, expires_at) VALUES ($9::text, $10::text, '` + stateDone + `', $11::bigint)
