@@ -51,17 +51,10 @@ func (s *suite) testCompleteEventWithDelivery(t *testing.T) {
 	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventClaimed)
 	noErr(t, "CompleteEventWithDelivery", ec.CompleteEventWithDelivery(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d))
 
-	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
 	// ReleaseEvent leaves a processed event processed, whichever call
 	// processed it.
 	noErr(t, "ReleaseEvent", st.ReleaseEvent(ctx(t), d.Event.Provider, d.Event.ID))
-	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
-
-	want := *d
-	want.State = paymux.DeliveryPending
-	got, err := st.GetDelivery(ctx(t), d.ID)
-	noErr(t, "GetDelivery", err)
-	sameDelivery(t, "enqueued with the event", got, &want)
+	s.processedWithDelivery(t, st, d)
 	claimed, err := st.ClaimDueDeliveries(ctx(t), now().Add(time.Second), time.Minute, 10)
 	noErr(t, "ClaimDueDeliveries", err)
 	if len(claimed) != 1 || claimed[0].ID != d.ID {
@@ -75,6 +68,27 @@ func (s *suite) testCompleteEventWithDelivery(t *testing.T) {
 	s.claimEvent(t, st, d2.Event.Provider, d2.Event.ID, time.Minute, paymux.EventDuplicate)
 	_, err = st.GetDelivery(ctx(t), d2.ID)
 	noErr(t, "GetDelivery of the second", err)
+}
+
+// processedWithDelivery checks that d's event is processed and d stored,
+// pending.
+func (s *suite) processedWithDelivery(t *testing.T, st paymux.Store, d *paymux.Delivery) {
+	t.Helper()
+	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
+	want := *d
+	want.State = paymux.DeliveryPending
+	got, err := st.GetDelivery(ctx(t), d.ID)
+	noErr(t, "GetDelivery", err)
+	sameDelivery(t, "enqueued with the event", got, &want)
+}
+
+// noDelivery checks that nothing was stored for d after a call that said it
+// wrote nothing.
+func noDelivery(t *testing.T, st paymux.Store, what string, d *paymux.Delivery) {
+	t.Helper()
+	if _, err := st.GetDelivery(ctx(t), d.ID); !errors.Is(err, paymux.ErrNotFound) {
+		t.Fatalf("%s: the delivery was stored (err %v)", what, err)
+	}
 }
 
 func (s *suite) testCompleteEventWithDeliveryExisting(t *testing.T) {
@@ -462,9 +476,7 @@ func (s *suite) unchangedCompleter(t *testing.T) (paymux.Store, paymux.Unchanged
 		if done {
 			t.Fatal("CompletesUnchangedEvents says never, but CompleteUnchangedEvent completed an event")
 		}
-		if _, err := st.GetDelivery(ctx(t), d.ID); !errors.Is(err, paymux.ErrNotFound) {
-			t.Fatalf("CompleteUnchangedEvent said false but stored the delivery (err %v)", err)
-		}
+		noDelivery(t, st, "CompleteUnchangedEvent said false", d)
 		t.Skipf("%T leaves every event to the usual path", st)
 	}
 	return st, uc, p, d
@@ -477,12 +489,7 @@ func (s *suite) testCompleteUnchangedEvent(t *testing.T) {
 	if !done {
 		t.Fatal("a new event about a payment at the given version was not completed")
 	}
-	s.claimEvent(t, st, d.Event.Provider, d.Event.ID, time.Minute, paymux.EventDuplicate)
-	want := *d
-	want.State = paymux.DeliveryPending
-	got, err := st.GetDelivery(ctx(t), d.ID)
-	noErr(t, "GetDelivery", err)
-	sameDelivery(t, "enqueued with the event", got, &want)
+	s.processedWithDelivery(t, st, d)
 	// Done once: the same event again writes nothing more.
 	done, err = uc.CompleteUnchangedEvent(ctx(t), d.Event.Provider, d.Event.ID, time.Hour, d, p.ID, 1)
 	noErr(t, "CompleteUnchangedEvent again", err)
@@ -504,9 +511,7 @@ func (s *suite) testCompleteUnchangedEventRefuses(t *testing.T) {
 		if done {
 			t.Fatalf("%s: completed", what)
 		}
-		if _, err := st.GetDelivery(ctx(t), d.ID); !errors.Is(err, paymux.ErrNotFound) {
-			t.Fatalf("%s: the delivery was stored (err %v)", what, err)
-		}
+		noDelivery(t, st, what, d)
 	}
 	stale := newDelivery(now())
 	refused("payment moved on", stale, p.ID, 1)
