@@ -210,7 +210,8 @@ type EventCompleter interface {
 }
 
 // UnchangedEventCompleter is the optional interface of stores that can
-// finish, in one round trip and without a claim, a webhook event known to
+// finish, in one step (one round trip, or one transaction where a
+// statement cannot do it) and without a claim, a webhook event known to
 // change nothing: one about a payment this process just recorded, at the
 // version it recorded (Config.RecentPayments).
 type UnchangedEventCompleter interface {

@@ -26,6 +26,11 @@ type queries struct {
 	// eventCompleteUnchangedPG marks a new event processed and enqueues
 	// its delivery in one statement, if its payment is at a version.
 	eventCompleteUnchangedPG query
+	// eventDoneIfPaymentAt marks a new event processed if its payment is
+	// at a version, and paymentAtForShare locks that payment's row for
+	// it on MySQL: the first statement of the transaction that does on
+	// SQLite and MySQL what eventCompleteUnchangedPG does.
+	eventDoneIfPaymentAt, paymentAtForShare query
 
 	deliveryInsert, deliveryGet, deliveryExists query
 	deliveryDue, deliveryClaimPG                query
@@ -175,6 +180,20 @@ func buildQueries(d Dialect, prefix string) *queries {
 			ON CONFLICT (provider, event_id) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at`)
 	}
 	q.eventRelease = c(`DELETE FROM {p}events WHERE provider = $1 AND event_id = $2 AND state = '` + stateInFlight + `'`)
+	// $1 provider, $2 event id, $3 expiry, $4 payment id, $5 version.
+	// SQLite writes through one connection, so nothing moves the payment
+	// between this check and the commit. MySQL may, so its transaction
+	// first takes a shared lock on the payment's row (paymentAtForShare,
+	// $1 id, $2 version) and then inserts without a check of its own.
+	if d == MySQL {
+		q.paymentAtForShare = c(`SELECT 1 FROM {p}payments WHERE id = $1 AND version = $2 LOCK IN SHARE MODE`)
+		q.eventDoneIfPaymentAt = c(`INSERT IGNORE INTO {p}events (provider, event_id, state, expires_at) VALUES ($1, $2, '` + stateDone + `', $3)`)
+	} else {
+		q.eventDoneIfPaymentAt = c(`INSERT INTO {p}events (provider, event_id, state, expires_at)
+			SELECT $1, $2, '` + stateDone + `', $3
+			WHERE EXISTS (SELECT 1 FROM {p}payments WHERE id = $4 AND version = $5)
+			ON CONFLICT (provider, event_id) DO NOTHING`)
+	}
 
 	// Outbox.
 	q.deliveryInsert = insertIfAbsent("deliveries", deliveryCols+`, updated_at`,
