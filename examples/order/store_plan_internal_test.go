@@ -1,0 +1,104 @@
+package order
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paymux/paymux/examples/internal/sqlutil"
+	"github.com/paymux/paymux/examples/internal/testenv"
+)
+
+// TestScansUseTheirPartialIndexes checks, on the databases with partial
+// indexes, that the expiry sweep and the recovery scans read their index
+// and that a settlement's lookup of a reservation by order id goes by the
+// primary key. A partial index serves only a query whose WHERE clause
+// implies its predicate, and an edit that breaks that turns the scan into a
+// read of the whole table, which nothing else notices on small tables.
+func TestScansUseTheirPartialIndexes(t *testing.T) {
+	t.Parallel()
+	for name, open := range map[sqlutil.Dialect]func(testing.TB) *sql.DB{
+		sqlutil.Postgres: testenv.Postgres,
+		sqlutil.SQLite:   testenv.SQLite,
+	} {
+		t.Run(string(name), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := open(t)
+			s := NewSQLStore(db, name, testenv.Prefix("plan"))
+			if err := s.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Drop(context.Background()) })
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			explain := "EXPLAIN QUERY PLAN "
+			if name == sqlutil.Postgres {
+				explain = "EXPLAIN "
+				// Empty tables: without this PostgreSQL reads them whole.
+				if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now := time.Now().UnixMilli()
+			for _, c := range []struct {
+				q       string
+				args    []any
+				want    string // an index the plan names
+				wantNot string // an index it must not
+			}{
+				{expiredReservationsSQL, []any{now, 10}, "res_held", ""},
+				{s.ordersInStatusSQL(StatusQueued), []any{string(StatusQueued), now, 10}, "orders_unsettled", ""},
+				{s.ordersInStatusSQL(StatusPaymentPending), []any{string(StatusPaymentPending), now, 10}, "orders_unsettled", ""},
+				{`SELECT state FROM {p}reservations WHERE order_id = ? AND state = 'held'`, []any{"o1"}, "", "res_held"},
+			} {
+				plan := planOf(t, conn, explain+s.q(c.q), c.args)
+				if c.want != "" && !strings.Contains(plan, s.prefix+c.want) {
+					t.Errorf("%s does not use %s:\n%s", c.q, c.want, plan)
+				}
+				if c.wantNot != "" && strings.Contains(plan, s.prefix+c.wantNot) {
+					t.Errorf("%s uses %s:\n%s", c.q, c.wantNot, plan)
+				}
+			}
+		})
+	}
+}
+
+// planOf returns the text columns of an EXPLAIN, one line a row.
+func planOf(t *testing.T, conn *sql.Conn, q string, args []any) string {
+	t.Helper()
+	rows, err := conn.QueryContext(context.Background(), q, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var plan strings.Builder
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			if b, ok := v.([]byte); ok {
+				v = string(b)
+			}
+			if line, ok := v.(string); ok {
+				plan.WriteString(line + "\n")
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return plan.String()
+}
