@@ -9,6 +9,7 @@ import (
 
 	"github.com/paymux/paymux/examples/internal/sqlutil"
 	"github.com/paymux/paymux/examples/internal/testenv"
+	"github.com/paymux/paymux/internal/testplan"
 )
 
 // TestScansUseTheirPartialIndexes checks, on the databases with partial
@@ -57,7 +58,7 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 				{s.ordersInStatusSQL(StatusPaymentPending), []any{string(StatusPaymentPending), now, 10}, "orders_unsettled", ""},
 				{`SELECT state FROM {p}reservations WHERE order_id = ? AND state = 'held'`, []any{"o1"}, "", "res_held"},
 			} {
-				plan := planOf(t, conn, explain+s.q(c.q), c.args)
+				plan := testplan.Explain(t, conn, explain, s.q(c.q), c.args...)
 				if c.want != "" && !strings.Contains(plan, s.prefix+c.want) {
 					t.Errorf("%s does not use %s:\n%s", c.q, c.want, plan)
 				}
@@ -67,38 +68,4 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 			}
 		})
 	}
-}
-
-// planOf returns the text columns of an EXPLAIN, one line a row.
-func planOf(t *testing.T, conn *sql.Conn, q string, args []any) string {
-	t.Helper()
-	rows, err := conn.QueryContext(context.Background(), q, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var plan strings.Builder
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vals {
-			if b, ok := v.([]byte); ok {
-				v = string(b)
-			}
-			if line, ok := v.(string); ok {
-				plan.WriteString(line + "\n")
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return plan.String()
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paymux/paymux/internal/testplan"
 )
 
 // TestScansUseTheirPartialIndexes guards migration 0002: the recovery of
@@ -123,35 +125,7 @@ func explain(t *testing.T, conn *sql.Conn, d Dialect, q query, args []any) strin
 	if d == SQLite {
 		prefix = "EXPLAIN QUERY PLAN "
 	}
-	rows, err := conn.QueryContext(context.Background(), prefix+q.text, q.args(args)...)
-	if err != nil {
-		t.Fatalf("%s: %v", q.text, err)
-	}
-	defer rows.Close()
-	var plan strings.Builder
-	cols, _ := rows.Columns()
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vals {
-			if b, ok := v.([]byte); ok {
-				v = string(b)
-			}
-			if line, ok := v.(string); ok {
-				plan.WriteString(line + "\n")
-			}
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return plan.String()
+	return testplan.Explain(t, conn, prefix, q.text, q.args(args)...)
 }
 
 // migratedForPlans returns a migrated store with tables of its own and a
