@@ -11,6 +11,9 @@
 --
 -- The new indexes are built while the migration holds its lock: on a large
 -- table that blocks writes to it for the length of one scan of the table.
+-- To avoid that, build them beforehand with CREATE INDEX CONCURRENTLY, under
+-- the same names and definitions (with the table prefix in place of {p});
+-- this migration then finds them and only drops the old indexes.
 
 DROP INDEX IF EXISTS {p}idempotency_lease;
 CREATE INDEX IF NOT EXISTS {p}idempotency_in_flight ON {p}idempotency (lease_until)
