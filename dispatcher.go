@@ -35,6 +35,9 @@ type Subscriber func(ctx context.Context, ev Event, p *Payment) error
 //	Lease         1 min: how long a worker holds a delivery
 //	Batch         64 deliveries per poll
 //	PollInterval  1 s (Run wakes at once when the webhook handler enqueues)
+//	Gather        20 ms: after such a wake, how long Run lets the enqueues
+//	              right behind it land before it claims a batch; negative
+//	              claims at once
 //	Timeout       30 s per subscriber call
 //	Concurrency   8 subscriber calls at once, for different payments; 1 makes
 //	              every delivery of a batch wait for the one before
@@ -53,8 +56,14 @@ type DispatcherOptions struct {
 	Lease        time.Duration
 	Batch        int
 	PollInterval time.Duration
-	Timeout      time.Duration
-	Concurrency  int
+	// Gather trades a little delivery latency for store round trips. A
+	// busy shop's webhooks arrive a few milliseconds apart, and a batch
+	// costs about three round trips (claim, read the payments, record
+	// the deliveries) whatever its size: claimed at once, each webhook
+	// is a batch of its own.
+	Gather      time.Duration
+	Timeout     time.Duration
+	Concurrency int
 }
 
 // Dispatcher delivers events from the store's outbox to the shop's
@@ -90,6 +99,12 @@ func (o *Orchestrator) NewDispatcher(opts DispatcherOptions) (*Dispatcher, error
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
+	}
+	switch {
+	case opts.Gather == 0:
+		opts.Gather = 20 * time.Millisecond
+	case opts.Gather < 0:
+		opts.Gather = 0
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
@@ -152,8 +167,32 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		case <-d.wake:
+			if err := d.gather(ctx); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// gather waits opts.Gather after a wake, then takes back the wake that
+// the enqueues during the wait left: the batch about to be claimed holds
+// them.
+func (d *Dispatcher) gather(ctx context.Context) error {
+	if d.opts.Gather <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d.opts.Gather)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+	}
+	select {
+	case <-d.wake:
+	default:
+	}
+	return nil
 }
 
 // DispatchDue delivers one batch of due events and returns how many it

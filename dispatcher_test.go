@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -332,5 +333,69 @@ func TestDispatcherShutdownRecordsWhatWasDelivered(t *testing.T) {
 		if err != nil || del.State != want || del.Attempts != 0 {
 			t.Fatalf("delivery 0/%d: %+v, %v; want %s and no attempt recorded", k, del, err, want)
 		}
+	}
+}
+
+// Run gives the webhooks right behind the one that woke it Gather to land,
+// and claims them all as one batch: a burst costs one batch's round trips,
+// not one batch's per webhook.
+func TestDispatcherGathersABurstIntoOneBatch(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := newCallStore(memory.Options{})
+	o, err := paymux.New(paymux.Config{Providers: []paymux.Provider{sim.New(sim.Config{Name: "a", WebhookSecret: simSecret})}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const burst = 10
+	delivered := make(chan string, burst)
+	d, err := o.NewDispatcher(paymux.DispatcherOptions{
+		Subscriber: func(_ context.Context, ev paymux.Event, _ *paymux.Payment) error { delivered <- ev.ID; return nil },
+		// Long enough for the whole burst on a loaded machine, and no
+		// poll to claim on its own.
+		Gather: time.Second, PollInterval: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: d})
+	hooks := make([][2]any, burst)
+	for i := range hooks {
+		req := cardRequest(fmt.Sprintf("gather-%d", i), sim.TokenApprove)
+		req.Capture = paymux.CaptureManual
+		p, err := o.Authorize(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, hdr := webhookBody(fmt.Sprintf("evt_gather_%d", i), paymux.EventCaptured, p, p.Amount.Amount, true, time.Now())
+		hooks[i] = [2]any{body, hdr}
+	}
+	go func() { _ = d.Run(ctx) }()
+	// Run's first claim, at start, finds nothing.
+	for st.count("ClaimDueDeliveries") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for _, hk := range hooks {
+		if err := h.Ingest(ctx, "a", hk[1].(http.Header), hk[0].([]byte)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range burst {
+		select {
+		case <-delivered:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the burst was not delivered")
+		}
+	}
+	// The batch records its deliveries after the subscriber calls return.
+	for deadline := time.Now().Add(30 * time.Second); st.count("CompleteDeliveries") == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if n := st.count("ClaimDueDeliveries"); n != 2 {
+		t.Errorf("%d claims for a burst of %d webhooks, want 2 (the empty one at start and one batch)", n, burst)
+	}
+	if n := st.count("CompleteDeliveries"); n != 1 {
+		t.Errorf("the burst's deliveries were recorded in %d batches, want 1", n)
 	}
 }

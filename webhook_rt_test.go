@@ -119,6 +119,11 @@ func (s *callStore) GetPayments(ctx context.Context, ids []string) (m map[string
 	return m, err
 }
 
+func (s *callStore) ClaimDueDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) (ds []*paymux.Delivery, err error) {
+	err = s.call("ClaimDueDeliveries", func() (err error) { ds, err = s.Store.ClaimDueDeliveries(ctx, now, lease, limit); return err })
+	return ds, err
+}
+
 func (s *callStore) CompleteDelivery(ctx context.Context, id string) error {
 	return s.call("CompleteDelivery", func() error { return s.Store.CompleteDelivery(ctx, id) })
 }
