@@ -181,8 +181,10 @@ func buildQueries(d Dialect, prefix string) *queries {
 	}
 	q.eventRelease = c(`DELETE FROM {p}events WHERE provider = $1 AND event_id = $2 AND state = '` + stateInFlight + `'`)
 	// $1 provider, $2 event id, $3 expiry, $4 payment id, $5 version.
-	// SQLite writes through one connection, so nothing moves the payment
-	// between this check and the commit. MySQL may, so its transaction
+	// On SQLite the transaction holds the write lock from its start
+	// (BEGIN IMMEDIATE), so no writer, in this process or another, moves
+	// the payment between this check and the commit. MySQL's writers
+	// could, so its transaction
 	// first takes a shared lock on the payment's row (paymentAtForShare,
 	// $1 id, $2 version) and then inserts without a check of its own.
 	if d == MySQL {
