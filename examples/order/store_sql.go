@@ -26,6 +26,7 @@ type SQLStore struct {
 	db      *sql.DB
 	d       sqlutil.Dialect
 	prefix  string
+	queries *sqlutil.Queries
 	buckets sync.Map // product id -> stock buckets (int); set at seeding, never changed
 }
 
@@ -37,10 +38,10 @@ func NewSQLStore(db *sql.DB, d sqlutil.Dialect, prefix string) *SQLStore {
 	if prefix == "" {
 		prefix = "shop_"
 	}
-	return &SQLStore{db: db, d: d, prefix: prefix}
+	return &SQLStore{db: db, d: d, prefix: prefix, queries: sqlutil.NewQueries(d, prefix)}
 }
 
-func (s *SQLStore) q(q string) string { return s.d.Rebind(strings.ReplaceAll(q, "{p}", s.prefix)) }
+func (s *SQLStore) q(q string) string { return s.queries.Get(q) }
 
 // Migrate creates the tables if they do not exist.
 func (s *SQLStore) Migrate(ctx context.Context) error {

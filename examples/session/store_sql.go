@@ -14,9 +14,10 @@ import (
 
 // SQLStore keeps sessions and carts in PostgreSQL, MySQL/MariaDB or SQLite.
 type SQLStore struct {
-	db     *sql.DB
-	d      sqlutil.Dialect
-	prefix string
+	db      *sql.DB
+	d       sqlutil.Dialect
+	prefix  string
+	queries *sqlutil.Queries
 }
 
 var _ Store = (*SQLStore)(nil)
@@ -27,7 +28,7 @@ func NewSQLStore(db *sql.DB, d sqlutil.Dialect, prefix string) *SQLStore {
 	if prefix == "" {
 		prefix = "shop_"
 	}
-	return &SQLStore{db: db, d: d, prefix: prefix}
+	return &SQLStore{db: db, d: d, prefix: prefix, queries: sqlutil.NewQueries(d, prefix)}
 }
 
 // Migrate creates the tables if they do not exist.
@@ -67,9 +68,7 @@ func (s *SQLStore) Drop(ctx context.Context) error {
 	return nil
 }
 
-func (s *SQLStore) q(q string) string {
-	return s.d.Rebind(strings.ReplaceAll(q, "{p}", s.prefix))
-}
+func (s *SQLStore) q(q string) string { return s.queries.Get(q) }
 
 func (s *SQLStore) PutUser(ctx context.Context, u User) error {
 	_, err := s.db.ExecContext(ctx, s.d.Upsert(s.prefix+"users", []string{"id"}, []string{"email", "password_hash", "country", "epoch"}),
