@@ -208,17 +208,13 @@ func (s *Store) CompleteUnchangedEvent(ctx context.Context, provider, eventID st
 	err = s.inTx(ctx, func(tx execer) error {
 		if s.dialect == MySQL {
 			q := s.q.paymentAtForShare
-			rows, err := tx.QueryContext(ctx, q.text, q.args([]any{paymentID, version})...)
+			var one int
+			err := tx.QueryRowContext(ctx, q.text, q.args([]any{paymentID, version})...).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errNotUnchanged
+			}
 			if err != nil {
 				return err
-			}
-			found := rows.Next()
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			if !found {
-				return errNotUnchanged
 			}
 		}
 		q := s.q.eventDoneIfPaymentAt

@@ -184,38 +184,27 @@ func TestRoundTripsPerWebhookEvent(t *testing.T) {
 			}
 			h := o.WebhookHandler(paymux.WebhookOptions{Dispatcher: disp})
 			run := randomName("")
-			// capture authorises a payment for manual capture and returns a
-			// signed "captured" webhook for it, which moves its status.
-			capture := func(i string) ([]byte, http.Header) {
-				req := cardRequest("rtw-" + run + "-" + i)
-				req.Capture = paymux.CaptureManual
-				p, err := o.Authorize(ctx, req)
-				if err != nil || p.Status != paymux.StatusAuthorized {
-					t.Fatalf("Authorize: %v %v", p, err)
+			// signed authorises a payment for manual capture and returns a
+			// signed webhook of typ for it: "captured" moves its status,
+			// "authorized" confirms it and changes nothing.
+			signed := func(typ paymux.EventType) func(i string) ([]byte, http.Header) {
+				return func(i string) ([]byte, http.Header) {
+					i = string(typ) + "-" + i // a key and an event id of its own
+					req := cardRequest("rtw-" + run + "-" + i)
+					req.Capture = paymux.CaptureManual
+					p, err := o.Authorize(ctx, req)
+					if err != nil || p.Status != paymux.StatusAuthorized {
+						t.Fatalf("Authorize: %v %v", p, err)
+					}
+					body := sim.EncodeWebhook(sim.WebhookPayload{
+						ID: "evt_" + run + "_" + i, Type: typ, Created: time.Now().Unix(),
+						Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount.Amount,
+						Currency: p.Amount.Currency, Success: true,
+					})
+					return body, sim.SignWebhook(secret, body, time.Now())
 				}
-				body := sim.EncodeWebhook(sim.WebhookPayload{
-					ID: "evt_" + run + "_" + i, Type: paymux.EventCaptured, Created: time.Now().Unix(),
-					Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount.Amount,
-					Currency: p.Amount.Currency, Success: true,
-				})
-				return body, sim.SignWebhook(secret, body, time.Now())
 			}
-			// confirm authorises a payment for manual capture and returns a
-			// signed "authorized" webhook for it, which changes nothing.
-			confirm := func(i string) ([]byte, http.Header) {
-				req := cardRequest("rtw-" + run + "-" + i)
-				req.Capture = paymux.CaptureManual
-				p, err := o.Authorize(ctx, req)
-				if err != nil {
-					t.Fatalf("Authorize: %v", err)
-				}
-				body := sim.EncodeWebhook(sim.WebhookPayload{
-					ID: "evt_" + run + "_" + i, Type: paymux.EventAuthorized, Created: time.Now().Unix(),
-					Reference: p.ProviderRef, PaymentKey: p.IdempotencyKey, Amount: p.Amount.Amount,
-					Currency: p.Amount.Currency, Success: true,
-				})
-				return body, sim.SignWebhook(secret, body, time.Now())
-			}
+			capture, confirm := signed(paymux.EventCaptured), signed(paymux.EventAuthorized)
 			dispatchAll := func() int {
 				total := 0
 				for {
