@@ -187,10 +187,12 @@ func buildQueries(d Dialect, prefix string) *queries {
 	// could, so its transaction
 	// first takes a shared lock on the payment's row (paymentAtForShare,
 	// $1 id, $2 version) and then inserts without a check of its own.
-	if d == MySQL {
+	// PostgreSQL does it all in eventCompleteUnchangedPG.
+	switch d {
+	case MySQL:
 		q.paymentAtForShare = c(`SELECT 1 FROM {p}payments WHERE id = $1 AND version = $2 LOCK IN SHARE MODE`)
 		q.eventDoneIfPaymentAt = c(`INSERT IGNORE INTO {p}events (provider, event_id, state, expires_at) VALUES ($1, $2, '` + stateDone + `', $3)`)
-	} else {
+	case SQLite:
 		q.eventDoneIfPaymentAt = c(`INSERT INTO {p}events (provider, event_id, state, expires_at)
 			SELECT $1, $2, '` + stateDone + `', $3
 			WHERE EXISTS (SELECT 1 FROM {p}payments WHERE id = $4 AND version = $5)
