@@ -69,3 +69,38 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedCommitPlansForAnyValueUseIndexes: on PostgreSQL the placement
+// and the settlement share commits, on connections that plan each
+// statement once for any values (sqlstore's planOnce). Such a plan must
+// still reach orders, reservations and stock by their keys.
+func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.Postgres(t)
+	s := NewSQLStore(db, sqlutil.Postgres, testenv.Prefix("plan"))
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Drop(context.Background()) })
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	for name, c := range map[string]struct {
+		q    string
+		args []any
+	}{
+		"placement": {placeOrderPostgresSQL, []any{"{p1}", "{0}", "{1}", 1, "o1", "u1", string(StatusQueued), now, now, "{}", "[]", now, 1, "o1"}},
+		"settlement": {commitAndSavePostgresSQL, []any{"o1", "{}", string(StatusPaid), now, "o1", 1, "o1", "{p1}", "{1}"}},
+	} {
+		if plan := testplan.ExplainGeneric(t, conn, s.q(c.q), c.args...); strings.Contains(plan, "Seq Scan") {
+			t.Errorf("the %s reads a whole table:\n%s", name, plan)
+		}
+	}
+}

@@ -625,34 +625,7 @@ func (s *SQLStore) placeOrderPostgres(ctx context.Context, o *Order, until time.
 	if err != nil {
 		return false, err
 	}
-	q := s.q(`
-WITH x AS (
-  SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS x(p, b, q)
-), enough AS (
-  SELECT count(*) = ? AS ok FROM {p}stock st JOIN x ON st.product_id = x.p AND st.bucket = x.b
-  WHERE st.stock >= x.q
-), o AS (
-  INSERT INTO {p}orders (id, user_id, status, updated_ms, created_ms, version, data)
-  SELECT ?::text, ?::text, ?::text, ?::bigint, ?::bigint, 1, ?::text WHERE (SELECT ok FROM enough)
-  ON CONFLICT DO NOTHING
-  RETURNING id
-), t AS (
-  UPDATE {p}stock SET stock = stock - x.q
-  FROM x
-  WHERE product_id = x.p AND bucket = x.b AND stock >= x.q AND EXISTS (SELECT 1 FROM o)
-  RETURNING 1
-), r AS (
-  INSERT INTO {p}reservations (order_id, items, until_ms, state)
-  SELECT id, ?, ?, 'held' FROM o WHERE (SELECT count(*) FROM t) = ?
-  ON CONFLICT DO NOTHING
-  RETURNING 1
-)
-SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(*) FROM o)),
-  (SELECT ok FROM enough),
-  CASE WHEN (SELECT ok FROM enough) THEN false ELSE
-    EXISTS (SELECT 1 FROM x WHERE x.q > (SELECT COALESCE(sum(st.stock), 0) FROM {p}stock st WHERE st.product_id = x.p))
-    AND NOT EXISTS (SELECT 1 FROM {p}orders WHERE id = ?)
-  END`)
+	q := s.q(placeOrderPostgresSQL)
 	var made int
 	var enough, soldOut bool
 	err = againOnDeadlock(ctx, func() error {
@@ -694,7 +667,54 @@ func (s *SQLStore) commitAndSavePostgres(ctx context.Context, next *Order, befor
 	}
 	var saved int
 	var state string
-	err := s.db.QueryRowContext(ctx, s.q(`
+	err := s.db.QueryRowContext(ctx, s.q(commitAndSavePostgresSQL),
+		next.ID, raw, string(next.Status), next.UpdatedAt.UnixMilli(), next.ID, before, next.ID, products, qty).Scan(&saved, &state)
+	switch {
+	case sqlstore.Retryable(err):
+		// A deadlock broken by the server: the step-by-step path retries.
+		return ErrConflict
+	case err != nil:
+		return err
+	case saved == 1:
+		return nil
+	case state != "held" && state != "committed":
+		return ErrNotFound
+	}
+	return ErrConflict
+}
+
+// The two statements of a drop's order that share commits on PostgreSQL,
+// placeOrderPostgres's and commitAndSavePostgres's (see there).
+const (
+	placeOrderPostgresSQL = `
+WITH x AS (
+  SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS x(p, b, q)
+), enough AS (
+  SELECT count(*) = ? AS ok FROM {p}stock st JOIN x ON st.product_id = x.p AND st.bucket = x.b
+  WHERE st.stock >= x.q
+), o AS (
+  INSERT INTO {p}orders (id, user_id, status, updated_ms, created_ms, version, data)
+  SELECT ?::text, ?::text, ?::text, ?::bigint, ?::bigint, 1, ?::text WHERE (SELECT ok FROM enough)
+  ON CONFLICT DO NOTHING
+  RETURNING id
+), t AS (
+  UPDATE {p}stock SET stock = stock - x.q
+  FROM x
+  WHERE product_id = x.p AND bucket = x.b AND stock >= x.q AND EXISTS (SELECT 1 FROM o)
+  RETURNING 1
+), r AS (
+  INSERT INTO {p}reservations (order_id, items, until_ms, state)
+  SELECT id, ?, ?, 'held' FROM o WHERE (SELECT count(*) FROM t) = ?
+  ON CONFLICT DO NOTHING
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM r) / ((SELECT count(*) FROM r) + 1 - (SELECT count(*) FROM o)),
+  (SELECT ok FROM enough),
+  CASE WHEN (SELECT ok FROM enough) THEN false ELSE
+    EXISTS (SELECT 1 FROM x WHERE x.q > (SELECT COALESCE(sum(st.stock), 0) FROM {p}stock st WHERE st.product_id = x.p))
+    AND NOT EXISTS (SELECT 1 FROM {p}orders WHERE id = ?)
+  END`
+	commitAndSavePostgresSQL = `
 WITH rs AS (
   SELECT state FROM {p}reservations WHERE order_id = ? FOR UPDATE
 ), o AS (
@@ -710,21 +730,8 @@ WITH rs AS (
   SELECT r.order_id, x.p, x.q FROM r, unnest(?::text[], ?::bigint[]) AS x(p, q)
   ON CONFLICT DO NOTHING
 )
-SELECT (SELECT count(*) FROM o), COALESCE((SELECT state FROM rs), '')`),
-		next.ID, raw, string(next.Status), next.UpdatedAt.UnixMilli(), next.ID, before, next.ID, products, qty).Scan(&saved, &state)
-	switch {
-	case sqlstore.Retryable(err):
-		// A deadlock broken by the server: the step-by-step path retries.
-		return ErrConflict
-	case err != nil:
-		return err
-	case saved == 1:
-		return nil
-	case state != "held" && state != "committed":
-		return ErrNotFound
-	}
-	return ErrConflict
-}
+SELECT (SELECT count(*) FROM o), COALESCE((SELECT state FROM rs), '')`
+)
 
 // The order statements that more than one method runs: the insert of a
 // new order (after the dialect's INSERT IGNORE prefix) and the

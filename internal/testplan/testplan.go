@@ -5,6 +5,7 @@ package testplan
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -46,4 +47,38 @@ func Explain(t testing.TB, conn *sql.Conn, explain, q string, args ...any) strin
 		t.Fatal(err)
 	}
 	return plan.String()
+}
+
+// ExplainGeneric returns PostgreSQL's plan of q for any values of its
+// parameters, the plan a connection with plan_cache_mode =
+// force_generic_plan runs, one line a row. args are only shown in the plan:
+// strings, integers, booleans and nil, written as literals. It sets that
+// mode on conn.
+func ExplainGeneric(t testing.TB, conn *sql.Conn, q string, args ...any) string {
+	t.Helper()
+	ctx := context.Background()
+	for _, st := range []string{"SET plan_cache_mode = force_generic_plan", "PREPARE testplan_generic AS " + q} {
+		if _, err := conn.ExecContext(ctx, st); err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+	defer func() {
+		if _, err := conn.ExecContext(ctx, "DEALLOCATE testplan_generic"); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	lits := make([]string, len(args))
+	for i, a := range args {
+		switch a := a.(type) {
+		case nil:
+			lits[i] = "NULL"
+		case string:
+			lits[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
+		case int, int64, bool:
+			lits[i] = fmt.Sprint(a)
+		default:
+			t.Fatalf("ExplainGeneric: argument %d is a %T", i+1, a)
+		}
+	}
+	return Explain(t, conn, "EXPLAIN ", "EXECUTE testplan_generic("+strings.Join(lits, ", ")+")")
 }

@@ -16,6 +16,19 @@ func (s *Store) Statement(name string, args ...any) (string, []any) {
 		"purgeDeliveries": s.q.purgeDeliveries,
 		"heldBy":          s.q.heldBy,
 		"completePG":      s.q.completePG,
+		// Statements that share commits, each on its own in an order's path.
+		"claimInsert":              s.q.claimInsert,
+		"claimRetake":              s.q.claimRetake,
+		"checkpoint":               s.q.checkpoint,
+		"release":                  s.q.release,
+		"paymentUpdate":            s.q.paymentUpdate,
+		"eventClaimForPaymentPG":   s.q.eventClaimForPaymentPG,
+		"eventCompletePG":          s.q.eventCompletePG,
+		"eventCompleteUnchangedPG": s.q.eventCompleteUnchangedPG,
+		"deliveryInsert":           s.q.deliveryInsert,
+		"deliveryClaimPG":          s.q.deliveryClaimPG,
+		"deliveryComplete":         s.q.deliveryComplete,
+		"deliveryRetry":            s.q.deliveryRetry,
 	}[name]
 	if !ok {
 		panic("sqlstore: no statement " + name)

@@ -275,6 +275,23 @@ func TestSharedCommitDecodesLikePgx(t *testing.T) {
 	}
 }
 
+// The shared-commit connections plan each statement once (planOnce), and
+// the pool's connections are left as the server set them.
+func TestSharedCommitConnectionsPlanOnce(t *testing.T) {
+	db := openServerDB(t, sqlstore.Postgres, nil)
+	q := `WITH s AS (SELECT current_setting('plan_cache_mode') AS mode) SELECT mode FROM s`
+	var shared, own string
+	if err := db.QueryRowContext(sqlstore.MayShareCommit(context.Background()), q).Scan(&shared); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRowContext(context.Background(), q).Scan(&own); err != nil {
+		t.Fatal(err)
+	}
+	if shared != "force_generic_plan" || own == shared {
+		t.Errorf("plan_cache_mode: %q on the shared-commit connections, %q on the pool's; want force_generic_plan only on the former", shared, own)
+	}
+}
+
 // A caller whose context ends before its statement was sent withdraws it:
 // it returns at once and the statement never runs.
 func TestSharedCommitWithdrawsUnsentStatement(t *testing.T) {

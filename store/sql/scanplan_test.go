@@ -42,6 +42,50 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 	}
 }
 
+// TestSharedCommitPlansForAnyValueUseIndexes guards planOnce: the
+// shared-commit connections run one plan of each statement, made for any
+// values of its parameters. Each statement that runs there must still find
+// its rows by their key, and the outbox's claim must still read its partial
+// index, which a plan for any value can use only because the state is
+// written into the statement.
+func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
+	t.Parallel()
+	pl := migratedForPlans(t, sqlstore.Postgres)
+	now := time.Now().UnixNano()
+	delivery := []any{"d", "id", 0, now, "", now, "{}", now}
+	for _, st := range []struct {
+		name      string
+		args      []any
+		want, not string // an index the plan must name, one it must not
+	}{
+		{"claimInsert", []any{"k", "f", "t", "id", "{}", now, now, now, "id"}, "", ""},
+		{"claimRetake", []any{"k", "f", "t", "id", "{}", now, now, now}, "", "idempotency_in_flight"},
+		{"checkpoint", []any{"k", "t", "{}", "id", now, now}, "", "idempotency_in_flight"},
+		{"release", []any{"k", "t", now}, "", "idempotency_in_flight"},
+		{"completePG", []any{"k", "t", now, "id", "p", "r", "authorized", now, 1, "{}", 0}, "", "idempotency_in_flight"},
+		{"paymentUpdate", []any{"id", "p", "r", "captured", now, 2, "{}", 1}, "", ""},
+		{"eventClaimForPaymentPG", []any{"p", "ev", now, "r"}, "", ""},
+		{"eventCompletePG", append(delivery, "p", "ev", now), "", ""},
+		{"eventCompleteUnchangedPG", append(delivery, "p", "ev", now, "id", 1), "", ""},
+		{"deliveryInsert", delivery, "", ""},
+		{"deliveryClaimPG", []any{now, 10, now, now}, "deliveries_pending", ""},
+		{"deliveryComplete", []any{"d", now}, "", ""},
+		{"deliveryRetry", []any{"d", "error", now, now}, "", ""},
+	} {
+		text, args := pl.s.Statement(st.name, st.args...)
+		plan := testplan.ExplainGeneric(t, pl.conn, text, args...)
+		if strings.Contains(plan, "Seq Scan") {
+			t.Errorf("%s reads a whole table:\n%s", st.name, plan)
+		}
+		if st.want != "" && !strings.Contains(plan, pl.prefix+st.want) {
+			t.Errorf("%s does not use %s:\n%s", st.name, st.want, plan)
+		}
+		if st.not != "" && strings.Contains(plan, pl.prefix+st.not) {
+			t.Errorf("%s uses %s:\n%s", st.name, st.not, plan)
+		}
+	}
+}
+
 // TestMigrationToPartialIndexesUpgrades takes a database at version 1,
 // with its indexes, to version 2.
 func TestMigrationToPartialIndexesUpgrades(t *testing.T) {
