@@ -474,6 +474,12 @@ func (p *pipeliner) connect() (*stdlib.Conn, error) {
 // whose best plan does not depend on the key's value. Scans that should use
 // a partial index name its predicate's values as literals in their text
 // (a plan for any value could not use the index), so they keep it here too.
+//
+// The setting lasts for the connection's session. Behind a pooler in
+// transaction mode (PgBouncer's pool_mode = transaction) it would reach
+// the other clients of the same server connection, and pgx's prepared
+// statements would go missing there anyway: give the store a direct or a
+// session-pooled connection.
 func planOnce(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
 	var pgErr *pgconn.PgError
