@@ -7,6 +7,7 @@
 //	go run ./examples/surge -chaos -n 20000 -window 20s
 //	go run ./examples/surge -chaos -window 60s       # chaos at full length: 30 s outage, 5 s store cut
 //	go run ./examples/surge -url http://127.0.0.1:8080 -n 2000   # a running shop (started with -dev)
+//	go run ./examples/surge -store postgres -db-conns 64         # a larger pool (see BENCHMARKS.md)
 //
 // The shop runs in process by default; with -url it drives a running shop,
 // and then chaos and the per-order charge count (which read the sims) are
@@ -46,6 +47,7 @@ func main() {
 	flag.StringVar(&cfg.Prefix, "prefix", "", "table and key prefix (default: fresh per run)")
 	flag.StringVar(&cfg.URL, "url", "", "drive a running shop at this URL instead (no chaos, no charge count)")
 	flag.IntVar(&cfg.Workers, "workers", 0, "payment workers (default 64)")
+	flag.IntVar(&cfg.MaxDBConns, "db-conns", 0, "connections in the shop's pool on PostgreSQL and MySQL (default: sqlstore.OpenDB's, 32)")
 	flag.DurationVar(&cfg.SimLatency, "sim-latency", 0, "latency of each simulated provider call (default 2ms)")
 	flag.Float64Var(&cfg.DoubleClickRate, "double-click", 0, "share of buyers who double-click checkout (default 0.05; negative: none)")
 	flag.Float64Var(&cfg.TimeoutRetryRate, "timeout-retry", 0, "share of buyers who time out and retry (default 0.03)")
