@@ -26,25 +26,10 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 	} {
 		t.Run(string(name), func(t *testing.T) {
 			t.Parallel()
-			ctx := context.Background()
-			db := open(t)
-			s := NewSQLStore(db, name, testenv.Prefix("plan"))
-			if err := s.Migrate(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Drop(context.Background()) })
-			conn, err := db.Conn(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			s, conn := migratedForPlans(t, name, open(t))
 			explain := "EXPLAIN QUERY PLAN "
 			if name == sqlutil.Postgres {
 				explain = "EXPLAIN "
-				// Empty tables: without this PostgreSQL reads them whole.
-				if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
-					t.Fatal(err)
-				}
 			}
 			now := time.Now().UnixMilli()
 			for _, c := range []struct {
@@ -76,9 +61,28 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 // still reach orders, reservations and stock by their keys.
 func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
 	t.Parallel()
+	s, conn := migratedForPlans(t, sqlutil.Postgres, testenv.Postgres(t))
+	now := time.Now().UnixMilli()
+	for name, c := range map[string]struct {
+		q    string
+		args []any
+	}{
+		"placement":  {placeOrderPostgresSQL, []any{"{p1}", "{0}", "{1}", 1, "o1", "u1", string(StatusQueued), now, now, "{}", "[]", now, 1, "o1"}},
+		"settlement": {commitAndSavePostgresSQL, []any{"o1", "{}", string(StatusPaid), now, "o1", 1, "o1", "{p1}", "{1}"}},
+	} {
+		if plan := testplan.ExplainGeneric(t, conn, s.q(c.q), c.args...); strings.Contains(plan, "Seq Scan") {
+			t.Errorf("the %s reads a whole table:\n%s", name, plan)
+		}
+	}
+}
+
+// migratedForPlans returns a migrated store on db with tables of its own,
+// and a connection to read plans on, on which PostgreSQL avoids sequential
+// scans wherever it can (its tables are empty, so it would prefer them).
+func migratedForPlans(t *testing.T, d sqlutil.Dialect, db *sql.DB) (*SQLStore, *sql.Conn) {
+	t.Helper()
 	ctx := context.Background()
-	db := testenv.Postgres(t)
-	s := NewSQLStore(db, sqlutil.Postgres, testenv.Prefix("plan"))
+	s := NewSQLStore(db, d, testenv.Prefix("plan"))
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -87,20 +91,11 @@ func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UnixMilli()
-	for name, c := range map[string]struct {
-		q    string
-		args []any
-	}{
-		"placement": {placeOrderPostgresSQL, []any{"{p1}", "{0}", "{1}", 1, "o1", "u1", string(StatusQueued), now, now, "{}", "[]", now, 1, "o1"}},
-		"settlement": {commitAndSavePostgresSQL, []any{"o1", "{}", string(StatusPaid), now, "o1", 1, "o1", "{p1}", "{1}"}},
-	} {
-		if plan := testplan.ExplainGeneric(t, conn, s.q(c.q), c.args...); strings.Contains(plan, "Seq Scan") {
-			t.Errorf("the %s reads a whole table:\n%s", name, plan)
+	t.Cleanup(func() { conn.Close() })
+	if d == sqlutil.Postgres {
+		if _, err := conn.ExecContext(ctx, "SET enable_seqscan = off"); err != nil {
+			t.Fatal(err)
 		}
 	}
+	return s, conn
 }
