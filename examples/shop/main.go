@@ -51,6 +51,7 @@ func main() {
 		nats    = flag.String("nats", env("PAYMUX_NATS_URL", ""), "NATS URL for the payment queue (empty: in-process)")
 		dev     = flag.Bool("dev", env("PAYMUX_DEV", "true") == "true", "development mode: cookies without Secure on plain-HTTP localhost")
 		workers = flag.Int("workers", 32, "payment workers")
+		dbConns = flag.Int("db-conns", 0, "connections in the pool on PostgreSQL and MySQL (default 32)")
 	)
 	flag.Parse()
 	app.TuneGC()
@@ -74,7 +75,7 @@ func main() {
 	if err := run(log, app.Config{
 		Providers: providers, Routes: routes,
 		Store: *store, SQLitePath: *sqlite, RedisURL: *redis, PostgresDSN: *pg, MySQLDSN: *mysql, NATSURL: *nats,
-		Dev: *dev, Workers: *workers, Logger: log,
+		Dev: *dev, Workers: *workers, MaxDBConns: *dbConns, Logger: log,
 		SigningKey: paymux.Secret(os.Getenv("PAYMUX_SIGNING_KEY")), AdminToken: paymux.Secret(os.Getenv("PAYMUX_ADMIN_TOKEN")),
 	}, *addr); err != nil {
 		log.Error("shop stopped", "err", err)
