@@ -116,7 +116,7 @@ func (c dsnConnector) Driver() driver.Driver { return c.drv }
 // PostgreSQL and MySQL, so bursts neither reconnect nor exhaust the server.
 //
 // For PostgreSQL it also opens, at the first statement marked with
-// MayShareCommit, two more connections on which such statements from
+// MayShareCommit, one more connection on which such statements from
 // concurrent callers are sent together and committed together (see
 // pgpipeline.go). The store marks its own single-statement writes. The
 // driver connection that sql.Conn.Raw hands over wraps pgx's *stdlib.Conn

@@ -25,7 +25,7 @@ import (
 // 2-core VM commits about 5,000 one-row updates a second from 16 clients,
 // both cores busy, but 25,800 a second when one client sends them 16 at a
 // time in one pipeline and one implicit transaction. So statements marked
-// with MayShareCommit are queued, and a few dedicated connections send what
+// with MayShareCommit are queued, and a dedicated connection sends what
 // is queued as one pipeline ending in one Sync: PostgreSQL runs them one
 // after another in one implicit transaction and commits them together.
 //
@@ -62,16 +62,26 @@ import (
 const maxPipeline = 32
 
 // pipelineConns is the number of dedicated connections sending pipelines:
-// two, so that one pipeline's statements run while the other's commit is
-// flushed and its results travel. The first connection takes any marked
-// statement; the second takes none marked MayShareCommitOnHotRows. Two
-// transactions that each hold many callers' locks on rows that every caller
-// locks (a product's stock) wait for each other in a cycle, which
-// PostgreSQL breaks only after deadlock_timeout (1 s), by rolling one back:
-// a 20,000-buyer drop with no such lane met 22 deadlocks and took 52.8 s,
-// against 33.6 s on one connection. With the lane: no deadlock, and a
-// 50,000-buyer drop took 87.4 s against 105.5 s on one connection.
-const pipelineConns = 2
+// one, so that no two shared transactions ever wait for each other.
+//
+// With more than one, the first takes any marked statement and the others
+// none marked MayShareCommitOnHotRows. Two transactions that each hold many
+// callers' locks wait for each other in a cycle whenever two callers' rows
+// cross: PostgreSQL breaks the cycle only after deadlock_timeout (1 s), by
+// rolling one back, and every statement in both pipelines waits that second.
+// The hot-rows lane kept the stock counters out of such cycles, but not a
+// double-click's two claims of one key or the worker's and the webhook's
+// settlement of one order. With two connections, a 50,000-buyer drop with
+// 64 pool connections and 128 workers met such deadlocks (an idempotency
+// claim against an order's settlement, two in one run, each a 1-s stall in
+// its latency plot) and took 26.7-28.5 s; with one it met none and took
+// 25.8 and 26.0 s. At the default pool and workers both took 30.8-31.3 s.
+// (When PostgreSQL still planned every execution anew, one connection was
+// the slower: 105.5 s against 87.4 s on a slower machine.) One connection
+// runs all shared commits on one server process, so one core bounds them:
+// at 1,800 orders a second, 5.4 statements an order and about 0.07 ms of
+// execution each (pg_stat_statements), some 0.7 of a core.
+const pipelineConns = 1
 
 // pipelineTimeout bounds one pipeline's round trip. A pipeline can wait for
 // a row lock that a transaction elsewhere holds, and every marked statement

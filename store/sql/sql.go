@@ -44,8 +44,8 @@
 // own writes in process instead.
 //
 // On PostgreSQL, OpenDB sends the store's single-statement writes (and any
-// statement a caller marks with MayShareCommit) to two dedicated
-// connections, which send what is queued as one pipeline and one implicit
+// statement a caller marks with MayShareCommit) to a dedicated
+// connection, which sends what is queued as one pipeline and one implicit
 // transaction: concurrent callers share a commit and a round trip, and each
 // hears of its statement's result only after that commit. A statement that
 // fails is run again alone, so it fails only its own caller. Statements in
