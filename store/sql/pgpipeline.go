@@ -480,10 +480,11 @@ func (p *pipeliner) connect() (*stdlib.Conn, error) {
 // showed a third of the server's CPU in planning (GetCachedPlan 15 % of the
 // machine's, the server 48 %), and forcing one plan took a 50,000-buyer drop
 // from 37 s to 30.5 s. Only these connections are set: they run nothing but
-// statements marked MayShareCommit, single-row writes found by their key,
-// whose best plan does not depend on the key's value. Scans that should use
-// a partial index name its predicate's values as literals in their text
-// (a plan for any value could not use the index), so they keep it here too.
+// statements marked MayShareCommit, writes that find their rows by key,
+// whose best plan does not depend on the key's value. The one that scans,
+// the outbox's claim, reads a partial index whose predicate's value is a
+// literal in its text (a plan for any value could not use the index
+// otherwise), so it keeps that index here too.
 //
 // The setting lasts for the connection's session. Behind a pooler in
 // transaction mode (PgBouncer's pool_mode = transaction) it would reach
