@@ -3,7 +3,6 @@ package order
 import (
 	"context"
 	"database/sql"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,13 +42,7 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 				{s.ordersInStatusSQL(StatusPaymentPending), []any{string(StatusPaymentPending), now, 10}, "orders_unsettled", ""},
 				{`SELECT state FROM {p}reservations WHERE order_id = ? AND state = 'held'`, []any{"o1"}, "", "res_held"},
 			} {
-				plan := testplan.Explain(t, conn, explain, s.q(c.q), c.args...)
-				if c.want != "" && !strings.Contains(plan, s.prefix+c.want) {
-					t.Errorf("%s does not use %s:\n%s", c.q, c.want, plan)
-				}
-				if c.wantNot != "" && strings.Contains(plan, s.prefix+c.wantNot) {
-					t.Errorf("%s uses %s:\n%s", c.q, c.wantNot, plan)
-				}
+				testplan.CheckIndexes(t, c.q, testplan.Explain(t, conn, explain, s.q(c.q), c.args...), s.prefix, c.want, c.wantNot)
 			}
 		})
 	}
@@ -70,9 +63,7 @@ func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
 		"placement":  {placeOrderPostgresSQL, []any{"{p1}", "{0}", "{1}", 1, "o1", "u1", string(StatusQueued), now, now, "{}", "[]", now, 1, "o1"}},
 		"settlement": {commitAndSavePostgresSQL, []any{"o1", "{}", string(StatusPaid), now, "o1", 1, "o1", "{p1}", "{1}"}},
 	} {
-		if plan := testplan.ExplainGeneric(t, conn, s.q(c.q), c.args...); strings.Contains(plan, "Seq Scan") {
-			t.Errorf("the %s reads a whole table:\n%s", name, plan)
-		}
+		testplan.CheckNoWholeTableRead(t, "the "+name, testplan.ExplainGeneric(t, conn, s.q(c.q), c.args...))
 	}
 }
 

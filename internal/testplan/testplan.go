@@ -82,3 +82,26 @@ func ExplainGeneric(t testing.TB, conn *sql.Conn, q string, args ...any) string 
 	}
 	return Explain(t, conn, "EXPLAIN ", "EXECUTE testplan_generic("+strings.Join(lits, ", ")+")")
 }
+
+// CheckIndexes fails t unless plan, the plan of what, names the index
+// prefix+want and does not name prefix+not; an empty want or not is not
+// checked.
+func CheckIndexes(t testing.TB, what, plan, prefix, want, not string) {
+	t.Helper()
+	if want != "" && !strings.Contains(plan, prefix+want) {
+		t.Errorf("%s does not use %s:\n%s", what, want, plan)
+	}
+	if not != "" && strings.Contains(plan, prefix+not) {
+		t.Errorf("%s uses %s:\n%s", what, not, plan)
+	}
+}
+
+// CheckNoWholeTableRead fails t if plan, the plan of what, reads a whole
+// table (on a connection with enable_seqscan off, a plan does only when no
+// index serves it).
+func CheckNoWholeTableRead(t testing.TB, what, plan string) {
+	t.Helper()
+	if strings.Contains(plan, "Seq Scan") {
+		t.Errorf("%s reads a whole table:\n%s", what, plan)
+	}
+}

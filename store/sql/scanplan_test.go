@@ -3,7 +3,6 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,9 +33,7 @@ func TestScansUseTheirPartialIndexes(t *testing.T) {
 				lookups["completePG"] = []any{"k", "t", now, "id", "p", "r", "authorized", now, int64(1), "{}", int64(0)}
 			}
 			for name, args := range lookups {
-				if plan := pl.explain(t, name, args); strings.Contains(plan, pl.prefix+"idempotency_in_flight") {
-					t.Errorf("%s scans the in-flight index:\n%s", name, plan)
-				}
+				testplan.CheckIndexes(t, name, pl.explain(t, name, args), pl.prefix, "", "idempotency_in_flight")
 			}
 		})
 	}
@@ -74,15 +71,8 @@ func TestSharedCommitPlansForAnyValueUseIndexes(t *testing.T) {
 	} {
 		text, args := pl.s.Statement(st.name, st.args...)
 		plan := testplan.ExplainGeneric(t, pl.conn, text, args...)
-		if strings.Contains(plan, "Seq Scan") {
-			t.Errorf("%s reads a whole table:\n%s", st.name, plan)
-		}
-		if st.want != "" && !strings.Contains(plan, pl.prefix+st.want) {
-			t.Errorf("%s does not use %s:\n%s", st.name, st.want, plan)
-		}
-		if st.not != "" && strings.Contains(plan, pl.prefix+st.not) {
-			t.Errorf("%s uses %s:\n%s", st.name, st.not, plan)
-		}
+		testplan.CheckNoWholeTableRead(t, st.name, plan)
+		testplan.CheckIndexes(t, st.name, plan, pl.prefix, st.want, st.not)
 	}
 }
 
@@ -181,9 +171,7 @@ func (pl *planned) scansUsePartialIndexes(t *testing.T) {
 		{"deliveries_pending", "deliveryDue", []any{now, 10}},
 		{"deliveries_delivered", "purgeDeliveries", []any{now}},
 	} {
-		if plan := pl.explain(t, scan.statement, scan.args); !strings.Contains(plan, pl.prefix+scan.index) {
-			t.Errorf("the scan of %s (%s) does not use it:\n%s", scan.index, scan.statement, plan)
-		}
+		testplan.CheckIndexes(t, scan.statement, pl.explain(t, scan.statement, scan.args), pl.prefix, scan.index, "")
 	}
 }
 
