@@ -184,9 +184,9 @@ func buildQueries(d Dialect, prefix string) *queries {
 	// On SQLite the transaction holds the write lock from its start
 	// (BEGIN IMMEDIATE), so no writer, in this process or another, moves
 	// the payment between this check and the commit. MySQL's writers
-	// could, so its transaction
-	// first takes a shared lock on the payment's row (paymentAtForShare,
-	// $1 id, $2 version) and then inserts without a check of its own.
+	// could, so its transaction first takes a shared lock on the payment's
+	// row (paymentAtForShare, $1 id, $2 version) and then inserts without a
+	// check of its own.
 	// PostgreSQL does it all in eventCompleteUnchangedPG.
 	switch d {
 	case MySQL:
